@@ -79,6 +79,7 @@ class AmiSession:
         self.settings = settings
         self._handlers: list[EventHandler] = []
         self._connect_hooks: list[ConnectHook] = []
+        self._disconnect_handlers: list[Callable[[str], None]] = []
         self._pending: dict[str, _Pending] = {}
         self._originates: dict[str, asyncio.Future] = {}
         self._ids = itertools.count(1)
@@ -95,6 +96,10 @@ class AmiSession:
 
     def on_event(self, handler: EventHandler) -> None:
         self._handlers.append(handler)
+
+    def on_disconnected(self, handler: Callable[[str], None]) -> None:
+        """Call ``handler(reason)`` when a logged-in session is lost."""
+        self._disconnect_handlers.append(handler)
 
     def on_connected(self, hook: ConnectHook) -> None:
         """Run ``hook`` after each successful login (resynchronise state)."""
@@ -315,6 +320,11 @@ class AmiSession:
         self._fail_pending("the AMI link dropped")
         if was_up:
             log.ami.warning("AMI session to %s closed", self._where())
+            for handler in self._disconnect_handlers:
+                try:
+                    handler("the AMI link dropped")
+                except Exception:
+                    log.ami.exception("a disconnect handler failed")
 
     def _fail_pending(self, why: str) -> None:
         pending, self._pending = self._pending, {}

@@ -1,0 +1,125 @@
+"""Server configuration: one TOML file, secrets kept out of it.
+
+The AMI secret is read from the environment (``YHT_AMI_SECRET``) or from a
+file named in the configuration, never from code or from the TOML itself, so
+the configuration can be shared and committed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ivr.ami.session import AmiSettings
+from ivr.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Agent:
+    extension: str
+    name: str
+    # desk -> level, 1 the most skilled; the router turns levels into penalties.
+    skills: dict[str, int]
+    auto_login: bool = True
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = "yihaotong"
+    topic_prefix: str = "ivr"
+    spool: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    ami: AmiSettings
+    mqtt: MqttSettings
+    store_path: Path
+    dialplan_path: Path
+    # Where Asterisk finds the prompts, as Asterisk sees the path.
+    sounds_dir: str
+    agents: tuple[Agent, ...] = field(default_factory=tuple)
+    hotline_number: str = "12345"
+    inbound_context: str = "from-pstn"
+    source: Path | None = None
+
+
+def load(path: str | Path, *, base: Path | None = None) -> Config:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    base = base or path.resolve().parent.parent
+    return from_dict(raw, source=path, base=base)
+
+
+def from_dict(raw: dict, *, source: Path | None = None, base: Path) -> Config:
+    where = str(source or "configuration")
+    known = {"ami", "mqtt", "store", "dialplan", "asterisk", "agents", "hotline"}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown sections {sorted(unknown)}")
+    ami = dict(raw.get("ami", {}))
+    secret = os.environ.get("YHT_AMI_SECRET") or ""
+    secret_file = ami.pop("secret_file", "")
+    if not secret and secret_file:
+        secret_path = _resolve(base, secret_file)
+        try:
+            secret = secret_path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"{where}: [ami] secret_file {secret_path}: {exc.strerror}"
+            ) from None
+    if "secret" in ami:
+        raise ConfigError(
+            f"{where}: [ami] secret must not be written in the configuration; "
+            "use secret_file or the YHT_AMI_SECRET environment variable"
+        )
+    if not secret:
+        raise ConfigError(
+            f"{where}: no AMI secret: set [ami] secret_file or YHT_AMI_SECRET"
+        )
+    try:
+        ami_settings = AmiSettings(**ami, secret=secret)
+        mqtt = MqttSettings(**raw.get("mqtt", {}))
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    agents = []
+    for index, entry in enumerate(raw.get("agents", []), start=1):
+        try:
+            agents.append(
+                Agent(
+                    extension=str(entry["extension"]),
+                    name=str(entry.get("name", entry["extension"])),
+                    skills={str(k): int(v) for k, v in entry.get("skills", {}).items()},
+                    auto_login=bool(entry.get("auto_login", True)),
+                )
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: agents entry {index}: {exc}") from None
+    hotline = raw.get("hotline", {})
+    return Config(
+        ami=ami_settings,
+        mqtt=mqtt,
+        store_path=_resolve(base, raw.get("store", {}).get("path", "var/tickets.db")),
+        dialplan_path=_resolve(
+            base, raw.get("dialplan", {}).get("path", "dialplans/12345.yaml")
+        ),
+        sounds_dir=raw.get("asterisk", {}).get("sounds_dir", ""),
+        agents=tuple(agents),
+        hotline_number=str(hotline.get("number", "12345")),
+        inbound_context=str(hotline.get("inbound_context", "from-pstn")),
+        source=source,
+    )
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else base / path

@@ -1,0 +1,151 @@
+"""The IVR engine: runs a dial plan's menu walk on a call in AsyncAGI.
+
+``routing.menu.MenuWalk`` decides; this module plays prompts, collects keys
+and finally hands the call back to the dialplan with the desk to queue to.
+Whatever goes wrong here (a bug, the AMI link dropping, a prompt missing), the
+caller is sent to the general desk rather than left in silence: the dialplan
+queues to ``general`` whenever ``YHT_DESK`` is empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import PurePosixPath
+
+from routing.menu import Collect, Hangup, MenuWalk, Play, Queue
+
+from ivr import log
+from ivr.ami.agi import AgiChannel
+from ivr.calls import Call, CallTracker
+from ivr.errors import AgiError, AgiHangup, AmiError
+
+FALLBACK_DESK = "general"
+
+
+class PromptPaths:
+    """Where Asterisk finds a prompt: ``<sounds_dir>/<lang>/<name>``."""
+
+    def __init__(self, sounds_dir: str) -> None:
+        self.sounds_dir = PurePosixPath(sounds_dir)
+
+    def __call__(self, name: str, language: str = "zh") -> str:
+        return str(self.sounds_dir / language / name)
+
+
+class IvrEngine:
+    def __init__(
+        self,
+        plan_provider: Callable[[], object],
+        tracker: CallTracker,
+        prompts: PromptPaths,
+    ) -> None:
+        self._plan = plan_provider
+        self.tracker = tracker
+        self.prompts = prompts
+        self._tasks: set[asyncio.Task] = set()
+        self.calls_routed = 0
+
+    def start_call(self, channel: AgiChannel) -> None:
+        """AsyncAGIStart handler: run the call in a task this engine owns."""
+        task = asyncio.create_task(self._run(channel), name=f"ivr {channel.channel}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def active(self) -> int:
+        return len(self._tasks)
+
+    async def _run(self, channel: AgiChannel) -> None:
+        call = await self.tracker.call_for(
+            channel.channel, channel.linkedid, channel.env
+        )
+        # A walk is bound to the plan version current when the call began:
+        # a reload never changes the menu under a caller's feet.
+        walk = MenuWalk(self._plan(), language="zh")
+        try:
+            await channel.set_variable("YHT_TICKET", call.ticket_number)
+            await self._walk(channel, call, walk)
+        except AgiHangup:
+            log.ivr.info("call %s hung up in the menu", call.ticket_number)
+        except asyncio.CancelledError:
+            await self._rescue(channel, call, "the server is shutting down")
+            raise
+        except (AgiError, AmiError) as exc:
+            log.ivr.warning(
+                "call %s: IVR failed (%s); sending it to the general desk",
+                call.ticket_number,
+                exc,
+            )
+            await self._rescue(channel, call, f"IVR failure: {exc}")
+        except Exception:
+            log.ivr.exception(
+                "call %s: IVR bug; sending it to the general desk", call.ticket_number
+            )
+            await self._rescue(channel, call, "IVR failure")
+        finally:
+            if walk.path:
+                self.tracker.path(call, walk.path)
+
+    async def _walk(self, channel: AgiChannel, call: Call, walk: MenuWalk) -> None:
+        step = walk.start()
+        menu = None
+        while True:
+            if step.menu and step.menu != menu:
+                menu = step.menu
+                self.tracker.menu_entered(call, menu)
+            if isinstance(step, Play):
+                await channel.stream_file(self.prompts(step.prompt))
+                step = walk.after_play()
+            elif isinstance(step, Collect):
+                key = await channel.get_data(
+                    self.prompts(step.prompt), step.timeout, step.max_digits
+                )
+                step = walk.on_key(key) if key else walk.on_timeout()
+                self.tracker.path(call, walk.path)
+            elif isinstance(step, Queue):
+                await self._queue(channel, call, step.desk, step.priority, step.reason)
+                return
+            elif isinstance(step, Hangup):
+                if step.prompt:
+                    await channel.stream_file(self.prompts(step.prompt))
+                self.tracker.note(call, "hangup_by_ivr", {"prompt": step.prompt})
+                await channel.command("HANGUP")
+                return
+            else:
+                raise AgiError(f"the IVR cannot run a {type(step).__name__} step")
+
+    async def _queue(
+        self, channel: AgiChannel, call: Call, desk: str, priority: int, reason: str
+    ) -> None:
+        self.tracker.routed(call, desk, priority, reason)
+        await channel.set_variable("YHT_DESK", desk)
+        await channel.set_variable("YHT_PRIORITY", str(priority))
+        await channel.release()
+        self.calls_routed += 1
+
+    async def _rescue(self, channel: AgiChannel, call: Call, why: str) -> None:
+        """Never strand a caller: hand the call to the general desk."""
+        if channel.ended.is_set():
+            return
+        self.tracker.routed(call, FALLBACK_DESK, 0, why)
+        try:
+            await asyncio.shield(self._release_to_general(channel))
+        except (AgiError, AmiError) as exc:
+            # With no AMI link the channel cannot be told; the dialplan's own
+            # fallback (and a server that adopts calls on reconnect) takes over.
+            log.ivr.warning(
+                "call %s could not be handed to the general desk: %s",
+                call.ticket_number,
+                exc,
+            )
+
+    @staticmethod
+    async def _release_to_general(channel: AgiChannel) -> None:
+        await channel.set_variable("YHT_DESK", FALLBACK_DESK)
+        await channel.release()
