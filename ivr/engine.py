@@ -67,10 +67,11 @@ class IvrEngine:
         )
         # A walk is bound to the plan version current when the call began:
         # a reload never changes the menu under a caller's feet.
-        walk = MenuWalk(self._plan(), language="zh")
+        plan = self._plan()
+        walk = MenuWalk(plan, language="zh")
         try:
             await channel.set_variable("YHT_TICKET", call.ticket_number)
-            await self._walk(channel, call, walk)
+            await self._walk(channel, call, walk, plan)
         except AgiHangup:
             log.ivr.info("call %s hung up in the menu", call.ticket_number)
         except asyncio.CancelledError:
@@ -92,7 +93,9 @@ class IvrEngine:
             if walk.path:
                 self.tracker.path(call, walk.path)
 
-    async def _walk(self, channel: AgiChannel, call: Call, walk: MenuWalk) -> None:
+    async def _walk(
+        self, channel: AgiChannel, call: Call, walk: MenuWalk, plan
+    ) -> None:
         step = walk.start()
         menu = None
         while True:
@@ -109,7 +112,14 @@ class IvrEngine:
                 step = walk.on_key(key) if key else walk.on_timeout()
                 self.tracker.path(call, walk.path)
             elif isinstance(step, Queue):
-                await self._queue(channel, call, step.desk, step.priority, step.reason)
+                await self._queue(
+                    channel,
+                    call,
+                    step.desk,
+                    plan.queue_name(step.desk),
+                    step.priority,
+                    step.reason,
+                )
                 return
             elif isinstance(step, Hangup):
                 if step.prompt:
@@ -121,10 +131,16 @@ class IvrEngine:
                 raise AgiError(f"the IVR cannot run a {type(step).__name__} step")
 
     async def _queue(
-        self, channel: AgiChannel, call: Call, desk: str, priority: int, reason: str
+        self,
+        channel: AgiChannel,
+        call: Call,
+        desk: str,
+        queue: str,
+        priority: int,
+        reason: str,
     ) -> None:
         self.tracker.routed(call, desk, priority, reason)
-        await channel.set_variable("YHT_DESK", desk)
+        await channel.set_variable("YHT_DESK", queue)
         await channel.set_variable("YHT_PRIORITY", str(priority))
         await channel.release()
         self.calls_routed += 1

@@ -1,0 +1,49 @@
+# One command per chore; each installs what it needs, and a second run reuses it.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages the server, the demo and the tests use (command:package).
+SYSTEM_TOOLS := mosquitto:mosquitto espeak-ng:espeak-ng ffmpeg:ffmpeg sox:sox \
+	debootstrap:debootstrap ss:iproute2
+
+.PHONY: demo test lint bench faults setup system asterisk venv clean
+
+demo: setup
+	$(BIN)/hotline demo
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check ivr routing tests
+
+setup: system venv asterisk
+
+system:
+	@missing=""; \
+	for pair in $(SYSTEM_TOOLS); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[phones,test]'
+	touch $@
+
+asterisk:
+	@bash asterisk/provision.sh >/dev/null
+
+clean:
+	rm -rf var build *.egg-info
