@@ -13,12 +13,11 @@ import asyncio
 from collections.abc import Callable
 from pathlib import PurePosixPath
 
-from routing.menu import Collect, Hangup, MenuWalk, Play, Queue
-
 from ivr import log
 from ivr.ami.agi import AgiChannel
 from ivr.calls import Call, CallTracker
 from ivr.errors import AgiError, AgiHangup, AmiError
+from routing.menu import Collect, Hangup, MenuWalk, Play, Queue
 
 FALLBACK_DESK = "general"
 
@@ -103,11 +102,13 @@ class IvrEngine:
                 menu = step.menu
                 self.tracker.menu_entered(call, menu)
             if isinstance(step, Play):
-                await channel.stream_file(self.prompts(step.prompt))
+                await channel.stream_file(self.prompts(step.prompt, step.language))
                 step = walk.after_play()
             elif isinstance(step, Collect):
                 key = await channel.get_data(
-                    self.prompts(step.prompt), step.timeout, step.max_digits
+                    self.prompts(step.prompt, step.language),
+                    step.timeout,
+                    step.max_digits,
                 )
                 step = walk.on_key(key) if key else walk.on_timeout()
                 self.tracker.path(call, walk.path)
@@ -123,7 +124,7 @@ class IvrEngine:
                 return
             elif isinstance(step, Hangup):
                 if step.prompt:
-                    await channel.stream_file(self.prompts(step.prompt))
+                    await channel.stream_file(self.prompts(step.prompt, step.language))
                 self.tracker.note(call, "hangup_by_ivr", {"prompt": step.prompt})
                 await channel.command("HANGUP")
                 return

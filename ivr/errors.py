@@ -81,3 +81,7 @@ class TicketStoreError(HotlineError):
 
 class PbxError(HotlineError):
     pass
+
+
+class EventBusError(HotlineError):
+    """The MQTT event bus was misused or its spool file cannot be used."""

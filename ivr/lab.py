@@ -1,0 +1,293 @@
+"""A whole hotline on this machine: Asterisk, Mosquitto, the server, softphones.
+
+``hotline demo`` and the end-to-end tests both stand on it. It starts only
+what is not already running and stops only what it started. All of it binds
+to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ivr.broker import Mosquitto
+from ivr.config import Config, from_dict
+from ivr.dialplans import load_dialplan_file
+from ivr.errors import HotlineError
+from ivr.pbx import Pbx, PbxSettings
+from ivr.prompts import build_placeholders
+from ivr.server import HotlineServer
+from ivr.softphone.farm import SoftphoneFarm
+
+REPO = Path(__file__).resolve().parents[1]
+RECORDINGS = REPO / "recordings" / "prompts"
+
+
+@dataclass(frozen=True)
+class LabPorts:
+    sip: int = 5060
+    ami: int = 5038
+    rtp_start: int = 10000
+    rtp_end: int = 10999
+    mqtt: int = 1883
+
+
+@dataclass
+class Agent:
+    extension: str
+    phone: object
+    talk_seconds: float | None
+    calls: list = field(default_factory=list)
+    task: asyncio.Task | None = None
+
+
+class Lab:
+    def __init__(
+        self,
+        name: str = "demo",
+        ports: LabPorts | None = None,
+        *,
+        data_dir: Path | None = None,
+        config_path: Path = REPO / "config" / "hotline.toml",
+        dialplan: Path | None = None,
+        agent_talk_seconds: float | None = 3.0,
+        answer_delays: dict[str, float] | None = None,
+        trunks: tuple[str, ...] = ("trunk-110",),
+    ) -> None:
+        self.name = name
+        self.ports = ports or LabPorts()
+        self.data_dir = data_dir or REPO / "var" / name
+        self.config_path = config_path
+        self.dialplan = dialplan
+        self.agent_talk_seconds = agent_talk_seconds
+        self.answer_delays = answer_delays or {}
+        self.trunk_names = trunks
+        self.pbx: Pbx | None = None
+        self.broker: Mosquitto | None = None
+        self.server: HotlineServer | None = None
+        self.farm: SoftphoneFarm | None = None
+        self.config: Config | None = None
+        self.agents: dict[str, Agent] = {}
+        self._server_task: asyncio.Task | None = None
+        self._started: list[str] = []
+        self._secrets: dict = {}
+
+    # -- set-up ----------------------------------------------------------------
+
+    async def start(self) -> Lab:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._secrets = self._load_secrets()
+        raw = tomllib.loads(self.config_path.read_text(encoding="utf-8"))
+        plan = load_dialplan_file(
+            self.dialplan or REPO / raw.get("dialplan", {}).get("path")
+        )
+        prompts = self.data_dir / "prompts"
+        await asyncio.to_thread(build_placeholders, plan, RECORDINGS, prompts)
+
+        agents = [str(a["extension"]) for a in raw.get("agents", [])]
+        self.pbx = Pbx(
+            PbxSettings(
+                name=self.name,
+                sip_port=self.ports.sip,
+                ami_port=self.ports.ami,
+                rtp_start=self.ports.rtp_start,
+                rtp_end=self.ports.rtp_end,
+                ami_secret=self._secrets["ami"],
+                agents={ext: self._secret(f"agent-{ext}") for ext in agents},
+                pstn_password=self._secrets["pstn"],
+                trunks={t: self._secret(t) for t in self.trunk_names},
+                desks=tuple(dict.fromkeys(plan.queue_name(d) for d in plan.desks)),
+            )
+        )
+        await self._start_pbx()
+        self.pbx.install_prompts(prompts)
+        if any(RECORDINGS.glob("*/*.wav")):
+            self.pbx.install_prompts(RECORDINGS)
+
+        if _port_free(self.ports.mqtt):
+            self.broker = Mosquitto(self.ports.mqtt, state_dir=self.data_dir / "mqtt")
+            await self.broker.start()
+            self._started.append("mosquitto")
+
+        self.config = self._config(raw)
+        self.server = HotlineServer(self.config)
+        self._server_task = asyncio.create_task(self.server.run(), name="server")
+        await self._wait_server()
+
+        self.farm = await SoftphoneFarm.start(record_dir=self.data_dir / "phones")
+        for ext in agents:
+            await self.add_agent(ext)
+        return self
+
+    async def _start_pbx(self) -> None:
+        reuse = self.pbx._control_answers()
+        await self.pbx.start(reuse=reuse)
+        if not reuse:
+            self._started.append("asterisk")
+
+    def _config(self, raw: dict) -> Config:
+        raw = json.loads(json.dumps(raw))  # a deep copy
+        secret_file = self.data_dir / "secrets" / "ami.secret"
+        raw["ami"] = {
+            **raw.get("ami", {}),
+            "port": self.ports.ami,
+            "secret_file": str(secret_file),
+        }
+        raw["mqtt"] = {
+            **raw.get("mqtt", {}),
+            "port": self.ports.mqtt,
+            "client_id": f"yihaotong-{self.name}",
+        }
+        raw["store"] = {"path": str(self.data_dir / "tickets.db")}
+        if self.dialplan is not None:
+            raw["dialplan"] = {"path": str(self.dialplan)}
+        raw["asterisk"] = {"sounds_dir": self.pbx.asterisk_path(self.pbx.sounds_dir)}
+        env_secret = os.environ.pop("YHT_AMI_SECRET", None)
+        try:
+            return from_dict(raw, source=self.config_path, base=REPO)
+        finally:
+            if env_secret is not None:
+                os.environ["YHT_AMI_SECRET"] = env_secret
+
+    async def _wait_server(self) -> None:
+        ready = asyncio.create_task(self.server.ready.wait())
+        done, _ = await asyncio.wait(
+            {ready, self._server_task}, timeout=30, return_when=asyncio.FIRST_COMPLETED
+        )
+        if ready not in done:
+            ready.cancel()
+            if self._server_task in done:
+                self._server_task.result()  # raises the server's error
+            raise HotlineError("the server did not log in to Asterisk within 30 s")
+
+    async def add_agent(self, extension: str, *, auto_answer: bool = True) -> Agent:
+        delay = self.answer_delays.get(extension, 0.3)
+        phone = await self.farm.add_account(
+            f"agent-{extension}",
+            user=extension,
+            password=self._secret(f"agent-{extension}"),
+            port=self.ports.sip,
+            auto_answer=auto_answer,
+            answer_delay=delay,
+        )
+        agent = Agent(extension, phone, self.agent_talk_seconds)
+        if self.agent_talk_seconds is not None and auto_answer:
+            agent.task = asyncio.create_task(self._agent_loop(agent))
+        self.agents[extension] = agent
+        return agent
+
+    async def _agent_loop(self, agent: Agent) -> None:
+        """An agent who answers, talks a few seconds and hangs up."""
+        while True:
+            try:
+                call = await agent.phone.wait_incoming(timeout=3600)
+            except TimeoutError:
+                continue
+            agent.calls.append(call)
+            # One call at a time per agent (ringinuse=no): talk inline.
+            await self._talk(agent, call)
+
+    async def _talk(self, agent: Agent, call) -> None:
+        with contextlib.suppress(Exception):
+            await call.wait_state("CONFIRMED", timeout=30)
+            await asyncio.sleep(agent.talk_seconds)
+            if not call.disconnected:
+                await call.hangup()
+
+    # -- callers ---------------------------------------------------------------
+
+    async def caller(self, number: str, name: str | None = None):
+        """A citizen's phone presenting ``number`` on the public network."""
+        phone_name = f"caller-{number}"
+        if phone_name in self.farm.phones:
+            return self.farm.phones[phone_name]
+        return await self.farm.add_account(
+            phone_name,
+            user="pstn",
+            auth_user="pstn",
+            password=self._secrets["pstn"],
+            port=self.ports.sip,
+            register=False,
+            caller_id=number,
+            display_name=name,
+        )
+
+    def hotline_uri(self, number: str = "12345") -> str:
+        return f"sip:{number}@127.0.0.1:{self.ports.sip}"
+
+    # -- tear-down -------------------------------------------------------------
+
+    async def stop(self) -> None:
+        for agent in self.agents.values():
+            if agent.task is not None:
+                agent.task.cancel()
+        if self.farm is not None:
+            with contextlib.suppress(Exception):
+                await self.farm.close()
+        if self.server is not None and self._server_task is not None:
+            self.server.stop()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._server_task, 15)
+        if "mosquitto" in self._started and self.broker is not None:
+            await self.broker.stop()
+        if "asterisk" in self._started and self.pbx is not None:
+            await self.pbx.stop()
+        self._started.clear()
+
+    async def __aenter__(self) -> Lab:
+        try:
+            return await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    # -- secrets ---------------------------------------------------------------
+
+    def _load_secrets(self) -> dict:
+        folder = self.data_dir / "secrets"
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = folder / "secrets.json"
+        data = json.loads(path.read_text()) if path.exists() else {}
+        changed = False
+        for key in ("ami", "pstn"):
+            if key not in data:
+                data[key] = secrets.token_urlsafe(18)
+                changed = True
+        if changed:
+            _write_private(path, json.dumps(data, indent=1))
+        _write_private(folder / "ami.secret", data["ami"])
+        return data
+
+    def _secret(self, key: str) -> str:
+        if key not in self._secrets:
+            self._secrets[key] = secrets.token_urlsafe(12)
+            _write_private(
+                self.data_dir / "secrets" / "secrets.json",
+                json.dumps(self._secrets, indent=1),
+            )
+        return self._secrets[key]
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
