@@ -51,6 +51,9 @@ class Call:
     agent: str = ""
     keys: list[dict] = field(default_factory=list)
     ticket_number: str = ""
+    # Monotonic clock readings: AMI gives whole seconds, tickets want better.
+    queued_at: float | None = None
+    answered_at: float | None = None
     opened: asyncio.Event = field(default_factory=asyncio.Event)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -210,13 +213,14 @@ class CallTracker:
         call.keys.append(entry)
         keys = list(call.keys)
         self._later(lambda: self.store.update(call.linkedid, keys=keys))
-        self._publish(call, "call.key", entry)
+        self._publish(call, "call.key", {"key": digit})
 
     def _on_queue_join(self, event: Message) -> None:
         call = self.calls.get(event.get("Channel", ""))
         if call is None:
             return
         call.phase = "queued"
+        call.queued_at = time.monotonic()
         call.queue = event.get("Queue", "")
         at = now_iso()
         data = {"queue": call.queue, "position": event.get("Position", "")}
@@ -239,13 +243,17 @@ class CallTracker:
         if call is None:
             return
         call.phase = "answered"
+        call.answered_at = time.monotonic()
         call.agent = _extension(event.get("Interface", ""))
         at = now_iso()
+        hold = _number(event.get("HoldTime"))
+        if call.queued_at is not None:
+            hold = round(call.answered_at - call.queued_at, 3)
         data = {
             "agent": call.agent,
             "agent_name": event.get("MemberName", ""),
             "queue": event.get("Queue", ""),
-            "hold_time": _number(event.get("HoldTime")),
+            "hold_time": hold,
         }
 
         async def write() -> None:
@@ -273,6 +281,8 @@ class CallTracker:
         if call is None:
             return
         talk = _number(event.get("TalkTime"))
+        if call.answered_at is not None:
+            talk = round(time.monotonic() - call.answered_at, 3)
         reason = event.get("Reason", "")
 
         async def write() -> None:

@@ -75,9 +75,8 @@ def _run(args: argparse.Namespace) -> int:
 
         return main_check(Path(args.file))
     if args.command == "simulate":
-        from routing.menu import simulate
-
         from ivr.dialplans import load_dialplan_file
+        from routing.menu import simulate
 
         plan = load_dialplan_file(Path(args.file))
         keys = [None if k in ("-", "") else k for k in args.keys.split(",")]

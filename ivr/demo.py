@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sys
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import aiomqtt
-from pydub import AudioSegment
 
 from ivr import log
 from ivr.lab import Lab
@@ -70,7 +69,10 @@ class Placed:
 async def run_demo(calls: int = 12, keep: bool = False) -> int:
     scenarios = SCENARIOS[: max(1, min(calls, len(SCENARIOS)))]
     began = datetime.now(UTC)
-    print(f"demo: starting Asterisk, Mosquitto, the server and {6} agent softphones")
+    if logging.getLogger().level > logging.DEBUG:
+        # The progress lines tell the story; the server's INFO lines are noise here.
+        logging.getLogger("yihaotong").setLevel(logging.WARNING)
+    print("demo: starting Asterisk, Mosquitto, the server and the agents' softphones")
     lab = Lab("demo")
     try:
         await lab.start()
@@ -78,14 +80,15 @@ async def run_demo(calls: int = 12, keep: bool = False) -> int:
         await lab.stop()
         raise
     try:
-        return await _run(lab, scenarios, began)
+        report, status = await _run(lab, scenarios, began)
     finally:
         if not keep:
             await lab.stop()
+    print(report)
+    return status
 
 
-async def _run(lab: Lab, scenarios: list[Scenario], began: datetime) -> int:
-    timing = _Timing(lab)
+async def _run(lab: Lab, scenarios: list[Scenario], began: datetime) -> tuple[str, int]:
     placed: dict[str, Placed] = {}
     watcher = asyncio.create_task(_watch(lab, placed))
     try:
@@ -93,15 +96,10 @@ async def _run(lab: Lab, scenarios: list[Scenario], began: datetime) -> int:
         alone = [s for s in scenarios if "hangup-queued" in s.actions]
         print(f"demo: placing {len(scenarios)} calls to 12345")
         await asyncio.gather(
-            *(
-                _place(lab, s, timing, placed, delay=i * 0.7)
-                for i, s in enumerate(together)
-            )
+            *(_place(lab, s, placed, delay=i * 0.7) for i, s in enumerate(together))
         )
         for scenario in alone:
-            await _with_desk_paused(
-                lab, scenario.desk, _place(lab, scenario, timing, placed)
-            )
+            await _with_desk_paused(lab, scenario.desk, _place(lab, scenario, placed))
         await asyncio.wait_for(lab.server.tracker.drain(), 15)
         await _wait_closed(lab, scenarios, began)
     finally:
@@ -111,65 +109,16 @@ async def _run(lab: Lab, scenarios: list[Scenario], began: datetime) -> int:
     return await _report(lab, scenarios, placed, began)
 
 
-class _Timing:
-    """How long the prompts are, so callers press keys while the menu plays."""
-
-    def __init__(self, lab: Lab) -> None:
-        plan = lab.server.plan
-        sounds = lab.pbx.sounds_dir / "zh"
-        self.greeting = (
-            _seconds(sounds / f"{plan.start.greeting}.wav")
-            if plan.start.greeting
-            else 0
-        )
-        menu = plan.menus[plan.start.menu]
-        self.menu = _seconds(sounds / f"{menu.prompt}.wav")
-        self.timeout = menu.timeout
-        self.no_input = (
-            _seconds(sounds / f"{menu.no_input}.wav") if menu.no_input else 0
-        )
-
-
-def _seconds(path) -> float:
-    try:
-        return len(AudioSegment.from_file(path)) / 1000
-    except Exception:
-        return 3.0
-
-
 async def _place(
-    lab: Lab, scenario: Scenario, timing: _Timing, placed: dict, delay: float = 0.0
+    lab: Lab, scenario: Scenario, placed: dict, delay: float = 0.0
 ) -> None:
     await asyncio.sleep(delay)
     record = placed[scenario.number] = Placed(scenario, time.monotonic())
-    phone = await lab.caller(scenario.number, scenario.name or None)
-    call = await phone.call(lab.hotline_uri())
     try:
-        await call.wait_state("CONFIRMED", timeout=15)
-        # The greeting is not interruptible; the menu is.
-        await asyncio.sleep(timing.greeting + 1.0)
-        for action in scenario.actions:
-            if action == "hangup":
-                await asyncio.sleep(1.0)
-                await call.hangup()
-                break
-            if action == "hangup-queued":
-                await asyncio.sleep(4.0)
-                await call.hangup()
-                break
-            if action == "-":
-                await asyncio.sleep(
-                    timing.menu + timing.timeout + timing.no_input + 0.5
-                )
-                continue
-            await call.send_dtmf(action)
-            # Invalid key: its prompt then the menu again; a valid one moves on.
-            await asyncio.sleep(timing.no_input + 1.5)
-        await call.wait_disconnected(timeout=120)
+        await lab.run_caller(scenario.number, scenario.actions, name=scenario.name)
     except Exception as exc:
         record.error = str(exc)
-        with contextlib.suppress(Exception):
-            await call.hangup()
+        print(f"  call from {log.mask_number(scenario.number)} failed: {exc}")
     record.done = True
 
 
@@ -203,6 +152,15 @@ async def _with_desk_paused(lab: Lab, desk: str, work) -> None:
 async def _watch(lab: Lab, placed: dict[str, Placed]) -> None:
     """Show progress from the MQTT events, as any consumer would see them."""
     prefix = lab.config.mqtt.topic_prefix
+    while True:
+        try:
+            await _follow(lab, prefix)
+        except aiomqtt.MqttError as exc:
+            print(f"  (progress over MQTT interrupted: {exc}; retrying)")
+            await asyncio.sleep(1)
+
+
+async def _follow(lab: Lab, prefix: str) -> None:
     async with aiomqtt.Client(
         "127.0.0.1", lab.ports.mqtt, identifier="yihaotong-demo-watch"
     ) as client:
@@ -262,25 +220,24 @@ def _complete(ticket: dict) -> bool:
 
 async def _report(
     lab: Lab, scenarios: list[Scenario], placed: dict[str, Placed], began: datetime
-) -> int:
+) -> tuple[str, int]:
+    """The ticket table and the closing line; non-zero status on any lost call."""
     tickets = await _tickets(lab, began)
     by_number: dict[str, list[dict]] = {}
     for ticket in tickets:
         by_number.setdefault(ticket["caller_number"], []).append(ticket)
 
-    print()
     header = (
         f"{'ticket':<22} {'caller':<12} {'keys':<6} {'desk':<9} {'agent':<6} "
         f"{'wait':>5} {'talk':>5}  outcome"
     )
-    print(header)
-    print("-" * len(header))
+    lines = ["", header, "-" * len(header)]
     lost = answered = mismatched = 0
     for scenario in scenarios:
         found = by_number.get(scenario.number, [])
         if len(found) != 1 or not _complete(found[0]):
             lost += 1
-            print(
+            lines.append(
                 f"{'(no complete ticket)':<22} {log.mask_number(scenario.number):<12} "
                 f"{scenario.what}: {len(found)} tickets"
             )
@@ -292,23 +249,21 @@ async def _report(
         )
         mismatched += not expected
         answered += t["outcome"] == "answered"
-        print(
+        lines.append(
             f"{t['number']:<22} {log.mask_number(t['caller_number']):<12} {keys:<6} "
             f"{t['desk'] or '-':<9} {t['agent'] or '-':<6} {_fmt(t['queue_wait'])} "
             f"{_fmt(t['talk_time'])}  {t['outcome']}"
             + ("" if expected else f"  (expected {scenario.outcome})")
         )
-    print()
+    lines.append("")
     if mismatched:
-        print(
-            f"demo: {mismatched} calls did not end the way their scenario expects",
-            file=sys.stderr,
-        )
-    print(
+        lines.append(f"demo: {mismatched} calls did not end as their scenario expects")
+    lines.append(
         f"demo: {len(scenarios)} calls placed, {len(tickets)} tickets written, "
         f"{answered} answered by agents, {lost} lost"
     )
-    return 1 if lost or mismatched or len(tickets) != len(scenarios) else 0
+    status = 1 if lost or mismatched or len(tickets) != len(scenarios) else 0
+    return "\n".join(lines), status
 
 
 def _fmt(value) -> str:

@@ -17,6 +17,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydub import AudioSegment
+from pydub.exceptions import CouldntDecodeError
+
 from ivr.broker import Mosquitto
 from ivr.config import Config, from_dict
 from ivr.dialplans import load_dialplan_file
@@ -46,6 +49,40 @@ class Agent:
     talk_seconds: float | None
     calls: list = field(default_factory=list)
     task: asyncio.Task | None = None
+
+
+@dataclass(frozen=True)
+class PromptTiming:
+    """How long the start menu's prompts play, for callers acting on cue."""
+
+    greeting: float
+    menu: float
+    timeout: float
+    no_input: float
+
+    @property
+    def silent_round(self) -> float:
+        return self.menu + self.timeout + self.no_input + 0.5
+
+    @classmethod
+    def of(cls, plan, sounds: Path) -> PromptTiming:
+        menu = plan.menus[plan.start.menu]
+
+        def seconds(prompt: str | None) -> float:
+            if not prompt:
+                return 0.0
+            path = sounds / "zh" / f"{prompt}.wav"
+            try:
+                return len(AudioSegment.from_file(path)) / 1000
+            except (OSError, CouldntDecodeError):
+                return 3.0
+
+        return cls(
+            greeting=seconds(plan.start.greeting),
+            menu=seconds(menu.prompt),
+            timeout=menu.timeout,
+            no_input=seconds(menu.no_input),
+        )
 
 
 class Lab:
@@ -78,6 +115,7 @@ class Lab:
         self._server_task: asyncio.Task | None = None
         self._started: list[str] = []
         self._secrets: dict = {}
+        self._timing: PromptTiming | None = None
 
     # -- set-up ----------------------------------------------------------------
 
@@ -111,7 +149,7 @@ class Lab:
         if any(RECORDINGS.glob("*/*.wav")):
             self.pbx.install_prompts(RECORDINGS)
 
-        if _port_free(self.ports.mqtt):
+        if not _listening(self.ports.mqtt):
             self.broker = Mosquitto(self.ports.mqtt, state_dir=self.data_dir / "mqtt")
             await self.broker.start()
             self._started.append("mosquitto")
@@ -121,6 +159,7 @@ class Lab:
         self._server_task = asyncio.create_task(self.server.run(), name="server")
         await self._wait_server()
 
+        (self.data_dir / "phones").mkdir(exist_ok=True)
         self.farm = await SoftphoneFarm.start(record_dir=self.data_dir / "phones")
         for ext in agents:
             await self.add_agent(ext)
@@ -219,6 +258,55 @@ class Lab:
             display_name=name,
         )
 
+    async def run_caller(
+        self,
+        number: str,
+        actions: tuple[str, ...] | list[str],
+        *,
+        name: str = "",
+        answer_timeout: float = 15,
+        end_timeout: float = 120,
+    ):
+        """Call 12345 as ``number`` and act out ``actions``; return the call.
+
+        Each action is a key to press, ``-`` to stay silent for one menu
+        round, ``hangup`` to hang up in the menu, or ``hangup-queued`` to hang
+        up a few seconds after the menu sent the call to a desk. Keys are sent
+        while the menu prompt plays (the greeting cannot be interrupted).
+        """
+        timing = self.timing()
+        phone = await self.caller(number, name or None)
+        call = await phone.call(self.hotline_uri())
+        try:
+            await call.wait_state("CONFIRMED", timeout=answer_timeout)
+            await asyncio.sleep(timing.greeting + 1.0)
+            for action in actions:
+                if action == "hangup":
+                    await asyncio.sleep(1.0)
+                    await call.hangup()
+                    break
+                if action == "hangup-queued":
+                    await asyncio.sleep(4.0)
+                    await call.hangup()
+                    break
+                if action == "-":
+                    await asyncio.sleep(timing.silent_round)
+                    continue
+                await call.send_dtmf(action)
+                # A wrong key: its prompt, then the menu again.
+                await asyncio.sleep(timing.no_input + 1.5)
+            await call.wait_disconnected(timeout=end_timeout)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await call.hangup()
+            raise
+        return call
+
+    def timing(self) -> PromptTiming:
+        if self._timing is None:
+            self._timing = PromptTiming.of(self.server.plan, self.pbx.sounds_dir)
+        return self._timing
+
     def hotline_uri(self, number: str = "12345") -> str:
         return f"sip:{number}@127.0.0.1:{self.ports.sip}"
 
@@ -284,10 +372,12 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def _port_free(port: int) -> bool:
+def _listening(port: int) -> bool:
+    """Whether a server accepts connections on 127.0.0.1:port.
+
+    A bind test would be wrong: connections of a broker that just stopped sit
+    in TIME_WAIT and make bind fail although nothing listens.
+    """
     with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -318,7 +318,9 @@ class AmiSession:
         self._writer = None
         writer.transport.abort()
         self._fail_pending("the AMI link dropped")
-        if was_up:
+        if was_up and self._closing:
+            log.ami.info("AMI session to %s closed", self._where())
+        elif was_up:
             log.ami.warning("AMI session to %s closed", self._where())
             for handler in self._disconnect_handlers:
                 try:
