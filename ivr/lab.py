@@ -14,11 +14,9 @@ import os
 import secrets
 import socket
 import tomllib
+import wave
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from pydub import AudioSegment
-from pydub.exceptions import CouldntDecodeError
 
 from ivr.broker import Mosquitto
 from ivr.config import Config, from_dict
@@ -71,10 +69,11 @@ class PromptTiming:
         def seconds(prompt: str | None) -> float:
             if not prompt:
                 return 0.0
-            path = sounds / "zh" / f"{prompt}.wav"
+            # Our own prompts are PCM WAV, which the standard module reads.
             try:
-                return len(AudioSegment.from_file(path)) / 1000
-            except (OSError, CouldntDecodeError):
+                with wave.open(str(sounds / "zh" / f"{prompt}.wav")) as audio:
+                    return audio.getnframes() / audio.getframerate()
+            except (OSError, wave.Error):
                 return 3.0
 
         return cls(

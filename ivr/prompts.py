@@ -66,7 +66,10 @@ def _speak(text: str, target: Path) -> None:
             check=True,
             capture_output=True,
         )
-        to_telephony(AudioSegment.from_file(raw)).export(target, format="wav")
+        # pydub leaves files open unless handed file objects; export returns one.
+        with raw.open("rb") as source:
+            audio = to_telephony(AudioSegment.from_file(source, format="wav"))
+        audio.export(str(target), format="wav").close()
 
 
 def is_placeholder(name: str, language: str, recordings: Path) -> bool:
