@@ -56,7 +56,8 @@ def load(path: str | Path, *, base: Path | None = None) -> Config:
         raise ConfigError(f"{path}: no such configuration file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    base = base or path.resolve().parent.parent
+    # Relative paths in the file are relative to the file's own folder.
+    base = base or path.resolve().parent
     return from_dict(raw, source=path, base=base)
 
 

@@ -123,7 +123,8 @@ class Lab:
         self._secrets = self._load_secrets()
         raw = tomllib.loads(self.config_path.read_text(encoding="utf-8"))
         plan = load_dialplan_file(
-            self.dialplan or REPO / raw.get("dialplan", {}).get("path")
+            self.dialplan
+            or (self.config_path.parent / raw.get("dialplan", {}).get("path")).resolve()
         )
         prompts = self.data_dir / "prompts"
         await asyncio.to_thread(build_placeholders, plan, RECORDINGS, prompts)
@@ -189,7 +190,7 @@ class Lab:
         raw["asterisk"] = {"sounds_dir": self.pbx.asterisk_path(self.pbx.sounds_dir)}
         env_secret = os.environ.pop("YHT_AMI_SECRET", None)
         try:
-            return from_dict(raw, source=self.config_path, base=REPO)
+            return from_dict(raw, source=self.config_path, base=self.config_path.parent)
         finally:
             if env_secret is not None:
                 os.environ["YHT_AMI_SECRET"] = env_secret

@@ -205,6 +205,8 @@ class AmiSession:
             try:
                 await self._serve(reader, writer)
                 backoff = 0.5
+            except AmiLoginError:
+                raise  # a PermissionError, so an OSError: never retried
             except (AmiConnectionLost, AmiTimeout, OSError) as exc:
                 log.ami.warning("AMI session to %s failed: %s", self._where(), exc)
             finally:
