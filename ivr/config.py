@@ -113,7 +113,8 @@ def from_dict(raw: dict, *, source: Path | None = None, base: Path) -> Config:
         dialplan_path=_resolve(
             base, raw.get("dialplan", {}).get("path", "dialplans/12345.yaml")
         ),
-        sounds_dir=raw.get("asterisk", {}).get("sounds_dir", ""),
+        sounds_dir=os.environ.get("YHT_SOUNDS_DIR")
+        or raw.get("asterisk", {}).get("sounds_dir", ""),
         agents=tuple(agents),
         hotline_number=str(hotline.get("number", "12345")),
         inbound_context=str(hotline.get("inbound_context", "from-pstn")),
