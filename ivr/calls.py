@@ -192,7 +192,7 @@ class CallTracker:
                 call.ticket_number = ticket["number"]
             finally:
                 call.opened.set()
-            self._publish(
+            self._publish_now(
                 call,
                 "call.arrived",
                 {"channel": channel, "caller": number, "ticket": call.ticket_number},
@@ -317,7 +317,7 @@ class CallTracker:
             self.calls_ended += 1
             call.ended.set()
             if ticket is not None:
-                self._publish(
+                self._publish_now(
                     call,
                     "call.ended",
                     {
@@ -375,6 +375,15 @@ class CallTracker:
         self._later(close_orphans)
 
     def _publish(self, call: Call, type: str, data: dict) -> None:
+        """Publish after the writes queued before it: a call's events keep
+        their order, and carry the ticket number once the ticket exists."""
+
+        async def publish() -> None:
+            self._publish_now(call, type, data)
+
+        self._later(publish)
+
+    def _publish_now(self, call: Call, type: str, data: dict) -> None:
         self.events.publish(
             type,
             f"events/{call.linkedid}",

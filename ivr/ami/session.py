@@ -134,6 +134,10 @@ class AmiSession:
         With ``collect_events`` the response gets ``events``: the list of
         events that carried this ActionID up to ``EventList: Complete``.
         """
+        if name.lower() == "originate":
+            # A synchronous Originate holds the session until the call is
+            # answered or times out (case 08): only ever send it async.
+            raise ValueError("send Originate with AmiSession.originate()")
         if not self._logged_in.is_set() and name != "Login":
             raise AmiConnectionLost(f"{name}: no AMI session to {self._where()}")
         response = await self._send(name, headers or {}, timeout, collect_events)
