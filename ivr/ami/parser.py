@@ -19,6 +19,7 @@ from panoramisk.message import Message
 
 MESSAGE_END = b"\r\n\r\n"
 LEGACY_COMMAND_END = "--END COMMAND--"
+_MESSAGE_STARTS = (b"Event:", b"Response:")
 # A message larger than this without its terminating blank line is garbage or
 # an attack; drop it rather than buffer without bound.
 MAX_MESSAGE_BYTES = 1 << 20
@@ -54,9 +55,12 @@ class AmiParser:
             block = self._buffer[start:end]
             if _is_unterminated_legacy_command(block):
                 # Asterisk 13 and older: "Response: Follows" carries free text
-                # that may hold blank lines, up to "--END COMMAND--".
+                # that may hold blank lines, up to "--END COMMAND--". A block
+                # that starts like a message ends the wait: never swallow one.
                 start_of_search = end + len(MESSAGE_END)
                 while LEGACY_COMMAND_END.encode() not in block:
+                    if self._buffer.startswith(_MESSAGE_STARTS, start_of_search):
+                        break
                     nxt = self._buffer.find(MESSAGE_END, start_of_search)
                     if nxt < 0:
                         del self._buffer[:start]
