@@ -118,7 +118,11 @@ class Lab:
 
     # -- set-up ----------------------------------------------------------------
 
-    async def start(self) -> Lab:
+    def prepare_pbx(self) -> tuple[dict, object]:
+        """Secrets, dial plan, placeholder prompts and the Asterisk instance.
+
+        Returns the raw configuration and the dial plan; sets ``self.pbx``.
+        """
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._secrets = self._load_secrets()
         raw = tomllib.loads(self.config_path.read_text(encoding="utf-8"))
@@ -126,9 +130,7 @@ class Lab:
             self.dialplan
             or (self.config_path.parent / raw.get("dialplan", {}).get("path")).resolve()
         )
-        prompts = self.data_dir / "prompts"
-        await asyncio.to_thread(build_placeholders, plan, RECORDINGS, prompts)
-
+        build_placeholders(plan, RECORDINGS, self.data_dir / "prompts")
         agents = [str(a["extension"]) for a in raw.get("agents", [])]
         self.pbx = Pbx(
             PbxSettings(
@@ -144,10 +146,17 @@ class Lab:
                 desks=tuple(dict.fromkeys(plan.queue_name(d) for d in plan.desks)),
             )
         )
-        await self._start_pbx()
-        self.pbx.install_prompts(prompts)
+        return raw, plan
+
+    def install_prompts(self) -> None:
+        self.pbx.install_prompts(self.data_dir / "prompts")
         if any(RECORDINGS.glob("*/*.wav")):
             self.pbx.install_prompts(RECORDINGS)
+
+    async def start(self) -> Lab:
+        raw, _ = await asyncio.to_thread(self.prepare_pbx)
+        await self._start_pbx()
+        self.install_prompts()
 
         if not _listening(self.ports.mqtt):
             self.broker = Mosquitto(self.ports.mqtt, state_dir=self.data_dir / "mqtt")
@@ -161,8 +170,8 @@ class Lab:
 
         (self.data_dir / "phones").mkdir(exist_ok=True)
         self.farm = await SoftphoneFarm.start(record_dir=self.data_dir / "phones")
-        for ext in agents:
-            await self.add_agent(ext)
+        for agent in self.config.agents:
+            await self.add_agent(agent.extension)
         return self
 
     async def _start_pbx(self) -> None:
