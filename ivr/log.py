@@ -40,4 +40,5 @@ def setup(level: str = "INFO", ami_debug: bool = False) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
     # Raw AMI traffic is per-event chatter: only behind its own switch.
-    ami.setLevel(logging.DEBUG if ami_debug else max(logging.INFO, ami.level))
+    if ami_debug:
+        ami.setLevel(logging.DEBUG)
