@@ -17,14 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import subprocess
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import aiomqtt
 
-from ivr.broker import HOST, MOSQUITTO, Mosquitto, free_port, wait_port
+from ivr.broker import HOST, Mosquitto, free_port, wait_port
 
 __all__ = [
     "Mosquitto",
@@ -179,16 +177,6 @@ class Subscriber:
                 if predicate(events):
                     return events
                 await self._changed.wait()
-
-    def _spawn(self, conf: Path) -> subprocess.Popen[bytes]:
-        # fork+exec takes a millisecond or two: fine on the test's loop.
-        with open(self.dir / "stderr.log", "ab") as err:
-            return subprocess.Popen(
-                [MOSQUITTO, "-c", str(conf)],
-                stdin=subprocess.DEVNULL,
-                stdout=err,
-                stderr=err,
-            )
 
     async def start(self, timeout: float = 5.0) -> None:
         self._task = asyncio.create_task(self._run())
