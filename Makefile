@@ -12,9 +12,28 @@ SYSTEM_TOOLS := mosquitto:mosquitto espeak-ng:espeak-ng ffmpeg:ffmpeg sox:sox \
 demo: setup
 	$(BIN)/hotline demo
 
-test: setup
+test: setup postgres
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# Load bench (issue 7): our server beside native Asterisk, about 15 minutes;
+# writes bench/results.json, bench/results.png and docs/performance.md.
+# BENCH_ARGS="--preset quick" for a shorter run.
+bench: setup
+	$(BIN)/hotline bench $(BENCH_ARGS)
+
+# The dial plan JSON Schema for editors (issue 3); a unit test keeps it current.
+.PHONY: dialplan-schema
+dialplan-schema: venv
+	$(BIN)/hotline dialplan schema > docs/dialplan.schema.json
+
+# The ticket tests also run on PostgreSQL (issue 6): they start a private
+# cluster with initdb and pg_ctl (tests/support/postgres.py); this installs them.
+.PHONY: postgres
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+	  echo "installing Debian packages: postgresql"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
 
 lint: venv
 	$(BIN)/ruff check .

@@ -31,6 +31,7 @@ OUTCOME_BY_PHASE = {
     "menu": "abandoned_in_menu",
     "queued": "abandoned_in_queue",
     "answered": "answered",
+    "callback": "callback_requested",
 }
 
 
@@ -47,10 +48,12 @@ class Call:
     arrived_at: str
     phase: str = "arrived"
     desk: str = ""
+    priority: int = 0
     queue: str = ""
     agent: str = ""
     keys: list[dict] = field(default_factory=list)
     ticket_number: str = ""
+    repeat_of: str = ""  # the earlier work order this call's ticket repeats
     # Monotonic clock readings: AMI gives whole seconds, tickets want better.
     queued_at: float | None = None
     answered_at: float | None = None
@@ -131,6 +134,7 @@ class CallTracker:
 
     def routed(self, call: Call, desk: str, priority: int, reason: str) -> None:
         call.desk = desk
+        call.priority = priority
         data = {"desk": desk, "priority": priority, "reason": reason}
 
         async def write() -> None:
@@ -151,6 +155,25 @@ class CallTracker:
 
     def note(self, call: Call, kind: str, data: dict) -> None:
         self._later(lambda: self.store.record(call.linkedid, kind, data))
+
+    def flag(self, call: Call, flag: str, kind: str, data: dict) -> None:
+        """Put ``flag`` on the call's ticket, with a ``kind`` timeline event."""
+
+        async def write() -> None:
+            ticket = await self.store.get(call.linkedid, timeline=False)
+            flags = list(ticket["flags"]) if ticket else []
+            if flag not in flags:
+                await self.store.update(call.linkedid, flags=[*flags, flag])
+            await self.store.record(call.linkedid, kind, {"flag": flag, **data})
+
+        self._later(write)
+        self._publish(call, "call.flagged", {"flag": flag, **data})
+
+    def callback_requested(self, call: Call, data: dict) -> None:
+        """The caller asked to be called back: their hang-up is no abandon."""
+        call.phase = "callback"
+        self.note(call, "callback_requested", data)
+        self._publish(call, "call.callback_requested", data)
 
     # -- AMI events ------------------------------------------------------------
 
@@ -190,12 +213,20 @@ class CallTracker:
                     arrived_at=call.arrived_at,
                 )
                 call.ticket_number = ticket["number"]
+                # The store linked a repeat caller's ticket to their last work
+                # order; the agent's screen shows it with the caller's history.
+                call.repeat_of = ticket.get("repeat_of") or ""
             finally:
                 call.opened.set()
             self._publish_now(
                 call,
                 "call.arrived",
-                {"channel": channel, "caller": number, "ticket": call.ticket_number},
+                {
+                    "channel": channel,
+                    "caller": number,
+                    "ticket": call.ticket_number,
+                    "repeat_of": call.repeat_of or None,
+                },
             )
 
         self._later(open_ticket)
@@ -219,6 +250,11 @@ class CallTracker:
         call = self.calls.get(event.get("Channel", ""))
         if call is None:
             return
+        if call.queued_at is not None:
+            # Back in a queue after the router withdrew it (overflow, a
+            # callback offer declined): the wait goes on from the first join.
+            self._requeued(call, event.get("Queue", ""))
+            return
         call.phase = "queued"
         call.queued_at = time.monotonic()
         call.queue = event.get("Queue", "")
@@ -237,6 +273,16 @@ class CallTracker:
 
         self._later(write)
         self._publish(call, "call.queued", data)
+
+    def _requeued(self, call: Call, queue: str) -> None:
+        call.queue = queue
+        data = {"queue": queue}
+
+        async def write() -> None:
+            await self.store.update(call.linkedid, queue=queue)
+            await self.store.record(call.linkedid, "requeued", data)
+
+        self._later(write)
 
     def _on_agent_connect(self, event: Message) -> None:
         call = self.calls.get(event.get("Channel", ""))

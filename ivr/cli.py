@@ -42,14 +42,55 @@ def main(argv: list[str] | None = None) -> int:
         "--keys", default="", help="keys pressed in order; '-' for no input, e.g. 2,-,1"
     )
     simulate.add_argument("--language", default="zh")
+    # Issue 3: --caller, --at, notes on placeholders, `hotline dialplan schema`.
+    from ivr.dialplan_cli import add_arguments as add_dialplan_arguments
 
-    tickets = commands.add_parser("tickets", help="read the ticket store")
-    tickets_commands = tickets.add_subparsers(dest="tickets_command", required=True)
-    tickets_commands.add_parser("export", help="every ticket, one JSON object a line")
+    add_dialplan_arguments(commands, check, simulate)
+
+    _add_ticket_commands(commands)
+    _add_agent_commands(commands)
 
     demo = commands.add_parser("demo", help="real calls through a real Asterisk")
     demo.add_argument("--calls", type=int, default=12)
     demo.add_argument("--keep", action="store_true", help="leave services running")
+
+    bench = commands.add_parser(
+        "bench", help="load bench: our server beside native Asterisk (issue 7)"
+    )
+    bench.add_argument("--preset", choices=["full", "quick", "smoke"], default="full")
+    bench.add_argument("--out", default="bench", help="folder for results.json/png")
+    bench.add_argument(
+        "--docs", default="docs/performance.md", help="'' to leave the docs alone"
+    )
+    bench.add_argument("--arms", default="A,B", help="A (server), B (native) or both")
+    bench.add_argument(
+        "--silent-callers",
+        action="store_true",
+        help="callers send no audio (AsyncAGI then polls at 100 ms)",
+    )
+    bench.add_argument(
+        "--filter-server-events",
+        action="store_true",
+        help="measure the proposal: the server's AMI account without unused events",
+    )
+    bench.add_argument(
+        "--server-nice", type=int, default=0, help="run the server at this nice value"
+    )
+    bench.add_argument(
+        "--proposals",
+        default="",
+        help="arm A with fixes of ivr/bench/proposals.py patched in: 'all' or names",
+    )
+    bench.add_argument("--no-micro", action="store_true")
+    bench.add_argument("--strict", action="store_true", help="exit 1: a target missed")
+
+    pbx = commands.add_parser(
+        "pbx", help="Asterisk: render its configuration, or run it in the foreground"
+    )
+    pbx.add_argument("action", choices=["render", "run"])
+    pbx.add_argument(
+        "--name", default="demo", help="instance name; default %(default)s"
+    )
 
     args = parser.parse_args(argv)
     log.setup(args.log_level, ami_debug=args.ami_debug)
@@ -70,47 +111,83 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.command == "check-dialplan":
-        from ivr.dialplans import main_check
+    if args.command in ("check-dialplan", "simulate", "dialplan"):
+        from ivr import dialplan_cli
 
-        return main_check(Path(args.file))
-    if args.command == "simulate":
-        from ivr.dialplans import load_dialplan_file
-        from routing.menu import simulate
-
-        plan = load_dialplan_file(Path(args.file))
-        keys = [None if k in ("-", "") else k for k in args.keys.split(",")]
-        if args.keys == "":
-            keys = []
-        for line in simulate(plan, keys, language=args.language):
-            print(line)
-        return 0
+        return dialplan_cli.run(args)
     if args.command == "demo":
         from ivr.demo import run_demo
 
         return asyncio.run(run_demo(calls=args.calls, keep=args.keep))
 
+    if args.command == "pbx":
+        return _pbx(args)
+
+    if args.command == "bench":
+        from ivr.bench.run import main_bench
+
+        return asyncio.run(main_bench(args))
+
+    if args.command in ("tickets", "report"):
+        return _run_ticket_command(args)
+
     from ivr import config as config_module
 
     config = config_module.load(args.config)
+    if args.command in ("agent", "status"):
+        from ivr.agent_cli import run as run_agent_command
+
+        return run_agent_command(args, config.mqtt)
     if args.command == "serve":
         from ivr.server import serve
 
         return asyncio.run(serve(config))
-    if args.command == "tickets":
-        return asyncio.run(_export(config))
     raise AssertionError(args.command)
 
 
-async def _export(config) -> int:
-    from ivr.tickets import TicketStore, to_json_lines
+def _pbx(args: argparse.Namespace) -> int:
+    """Render the instance's configuration (and, for ``run``, exec Asterisk).
 
-    store = await TicketStore.open(config.store_path)
-    try:
-        sys.stdout.write(to_json_lines(await store.export()))
-    finally:
-        await store.close()
+    Secrets are made on first use and kept under var/<name>/secrets, mode 0600.
+    ``run`` replaces this process with Asterisk: the way a container runs it.
+    """
+    from ivr.lab import Lab
+
+    lab = Lab(args.name, config_path=Path(args.config).resolve())
+    lab.prepare_pbx()
+    lab.pbx.render()
+    lab.install_prompts()
+    print(f"configuration of Asterisk {args.name!r} in {lab.pbx.instance_dir}")
+    if args.action == "run":
+        command = lab.pbx._command("-f", "-n")
+        os.execvp(command[0], command)
     return 0
+
+
+# -- agents and live desk statistics (issue 4): the commands live in ivr/agent_cli.py
+
+
+def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
+    """``hotline agent login|logout|pause|unpause EXT`` and ``hotline status``."""
+    from ivr.agent_cli import add_commands
+
+    add_commands(commands)
+
+
+# -- work orders after the call (issue 6): the commands live in ivr/ticket_cli.py
+
+
+def _add_ticket_commands(commands: argparse._SubParsersAction) -> None:
+    """``hotline tickets ...`` (search, show, act, survey, export) and ``report``."""
+    from ivr.ticket_cli import add_commands
+
+    add_commands(commands)
+
+
+def _run_ticket_command(args: argparse.Namespace) -> int:
+    from ivr.ticket_cli import run
+
+    return run(args)
 
 
 if __name__ == "__main__":

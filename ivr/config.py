@@ -35,6 +35,20 @@ class MqttSettings:
 
 
 @dataclass(frozen=True)
+class RoutingSettings:
+    """``[routing]``: agents' wrap-up and callbacks (issue 4)."""
+
+    # Seconds an agent is held back after each call; per desk in ``wrapup``.
+    wrapup_seconds: float = 10.0
+    wrapup: dict[str, float] = field(default_factory=dict)
+    # How to reach a caller for a callback: {number} is the caller's number.
+    callback_dial: str = "PJSIP/{number}@pstn-out"
+    callback_caller_id: str = "12345"
+    # Seconds between publications of the desks' live statistics.
+    status_interval: float = 2.0
+
+
+@dataclass(frozen=True)
 class Config:
     ami: AmiSettings
     mqtt: MqttSettings
@@ -46,6 +60,7 @@ class Config:
     hotline_number: str = "12345"
     inbound_context: str = "from-pstn"
     source: Path | None = None
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
 
 
 def load(path: str | Path, *, base: Path | None = None) -> Config:
@@ -63,7 +78,16 @@ def load(path: str | Path, *, base: Path | None = None) -> Config:
 
 def from_dict(raw: dict, *, source: Path | None = None, base: Path) -> Config:
     where = str(source or "configuration")
-    known = {"ami", "mqtt", "store", "dialplan", "asterisk", "agents", "hotline"}
+    known = {
+        "ami",
+        "mqtt",
+        "store",
+        "dialplan",
+        "asterisk",
+        "agents",
+        "hotline",
+        "routing",
+    }
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"{where}: unknown sections {sorted(unknown)}")
@@ -90,7 +114,8 @@ def from_dict(raw: dict, *, source: Path | None = None, base: Path) -> Config:
     try:
         ami_settings = AmiSettings(**ami, secret=secret)
         mqtt = MqttSettings(**raw.get("mqtt", {}))
-    except TypeError as exc:
+        routing = _routing(raw.get("routing", {}))
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
     agents = []
     for index, entry in enumerate(raw.get("agents", []), start=1):
@@ -119,7 +144,19 @@ def from_dict(raw: dict, *, source: Path | None = None, base: Path) -> Config:
         hotline_number=str(hotline.get("number", "12345")),
         inbound_context=str(hotline.get("inbound_context", "from-pstn")),
         source=source,
+        routing=routing,
     )
+
+
+def _routing(raw: dict) -> RoutingSettings:
+    settings = RoutingSettings(**raw)
+    wrapups = {"wrapup_seconds": settings.wrapup_seconds, **settings.wrapup}
+    for key, seconds in wrapups.items():
+        if not isinstance(seconds, int | float) or not 0 <= seconds <= 3600:
+            raise ValueError(f"[routing] {key} = {seconds!r}: use 0 to 3600 seconds")
+    if "{number}" not in settings.callback_dial:
+        raise ValueError("[routing] callback_dial must contain {number}")
+    return settings
 
 
 def _resolve(base: Path, value: str) -> Path:

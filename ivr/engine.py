@@ -10,14 +10,17 @@ queues to ``general`` whenever ``YHT_DESK`` is empty.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import PurePosixPath
 
 from ivr import log
 from ivr.ami.agi import AgiChannel
 from ivr.calls import Call, CallTracker
 from ivr.errors import AgiError, AgiHangup, AmiError
+from routing.hours import BEIJING
 from routing.menu import Collect, Hangup, MenuWalk, Play, Queue
+from routing.overflow import initial_max_penalty
 
 FALLBACK_DESK = "general"
 
@@ -38,8 +41,10 @@ class IvrEngine:
         plan_provider: Callable[[], object],
         tracker: CallTracker,
         prompts: PromptPaths,
+        caller_facts: Callable[[str, object], Awaitable[object]] | None = None,
     ) -> None:
         self._plan = plan_provider
+        self._caller_facts = caller_facts
         self.tracker = tracker
         self.prompts = prompts
         self._tasks: set[asyncio.Task] = set()
@@ -67,7 +72,15 @@ class IvrEngine:
         # A walk is bound to the plan version current when the call began:
         # a reload never changes the menu under a caller's feet.
         plan = self._plan()
-        walk = MenuWalk(plan, language="zh")
+        facts = None
+        if self._caller_facts is not None:
+            try:
+                facts = await self._caller_facts(call.caller_number, plan)
+            except Exception:
+                # Caller routing is a nicety; the menu must go on without it.
+                log.routing.exception("no caller facts for %s", call.ticket_number)
+        # Desk hours and notices are judged at the hotline's clock.
+        walk = MenuWalk(plan, language="zh", caller=facts, now=datetime.now(BEIJING))
         try:
             await channel.set_variable("YHT_TICKET", call.ticket_number)
             await self._walk(channel, call, walk, plan)
@@ -120,6 +133,7 @@ class IvrEngine:
                     plan.queue_name(step.desk),
                     step.priority,
                     step.reason,
+                    initial_max_penalty(plan.desks.get(step.desk)),
                 )
                 return
             elif isinstance(step, Hangup):
@@ -139,10 +153,14 @@ class IvrEngine:
         queue: str,
         priority: int,
         reason: str,
+        max_penalty: int | None = None,
     ) -> None:
         self.tracker.routed(call, desk, priority, reason)
         await channel.set_variable("YHT_DESK", queue)
         await channel.set_variable("YHT_PRIORITY", str(priority))
+        if max_penalty is not None:
+            # The desk's best agents first; ivr.waiting widens it later.
+            await channel.set_variable("YHT_MAX_PENALTY", str(max_penalty))
         await channel.release()
         self.calls_routed += 1
 

@@ -12,6 +12,7 @@
     ├── AgiError                     an AsyncAGI command failed or the channel left
     │   └── AgiHangup                the caller hung up during a command
     ├── TicketStoreError             the ticket store could not do what was asked
+    ├── AgentCommandError            an agent command names no agent or cannot be done
     └── PbxError                     Asterisk could not be provisioned or started
 
 Foreign errors (sqlite3, aiomqtt, OSError from sockets) are translated where we
@@ -81,6 +82,10 @@ class TicketStoreError(HotlineError):
 
 class PbxError(HotlineError):
     pass
+
+
+class AgentCommandError(HotlineError):
+    """An agent login, logout, pause or unpause that cannot be done."""
 
 
 class EventBusError(HotlineError):

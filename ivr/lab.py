@@ -24,6 +24,7 @@ from ivr.dialplans import load_dialplan_file
 from ivr.errors import HotlineError
 from ivr.pbx import Pbx, PbxSettings
 from ivr.prompts import build_placeholders
+from ivr.queue_prompts import build_queue_prompts
 from ivr.server import HotlineServer
 from ivr.softphone.farm import SoftphoneFarm
 
@@ -131,6 +132,7 @@ class Lab:
             or (self.config_path.parent / raw.get("dialplan", {}).get("path")).resolve()
         )
         build_placeholders(plan, RECORDINGS, self.data_dir / "prompts")
+        build_queue_prompts(RECORDINGS, self.data_dir / "prompts")
         agents = [str(a["extension"]) for a in raw.get("agents", [])]
         self.pbx = Pbx(
             PbxSettings(
@@ -165,6 +167,7 @@ class Lab:
 
         self.config = self._config(raw)
         self.server = HotlineServer(self.config)
+        self.server.callback_dial = self._callback_dial
         self._server_task = asyncio.create_task(self.server.run(), name="server")
         await self._wait_server()
 
@@ -315,6 +318,13 @@ class Lab:
         if self._timing is None:
             self._timing = PromptTiming.of(self.server.plan, self.pbx.sounds_dir)
         return self._timing
+
+    def _callback_dial(self, number: str) -> str:
+        """Callbacks reach the lab's caller phones directly (no PSTN here)."""
+        phone = self.farm.phones.get(f"caller-{number}") if self.farm else None
+        if phone is None:
+            return self.config.routing.callback_dial.format(number=number)
+        return f"PJSIP/pstn/sip:{number}@127.0.0.1:{phone.local_port}"
 
     def hotline_uri(self, number: str = "12345") -> str:
         return f"sip:{number}@127.0.0.1:{self.ports.sip}"

@@ -75,6 +75,9 @@ class PbxSettings:
     pstn_password: str = ""
     trunks: Mapping[str, str] = field(default_factory=dict)
     desks: tuple[str, ...] = ("general", "business", "psych", "tibetan", "yi")
+    # Contexts appended to extensions.conf as they are: the dial plan compiled
+    # to native dialplan (routing.native), the benchmark's callers and agents.
+    extra_dialplan: str = ""
 
     def __post_init__(self) -> None:
         # Read-only copies: a frozen settings object must not change under us.
@@ -256,6 +259,7 @@ class Pbx:
             "trunks": self._parts("pjsip_trunk.conf", s.trunks),
             "agent_extensions": self._parts("agent_extension.conf", s.agents),
             "queues": self._parts("queue.conf", dict.fromkeys(static_desks, "")),
+            "extra_dialplan": s.extra_dialplan,
         }
         for template in sorted(_TEMPLATES.glob("*.conf")):
             text = _fill(template, values)

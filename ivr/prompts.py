@@ -58,6 +58,11 @@ def build_placeholders(plan, recordings: Path, out: Path) -> list[tuple[str, str
     return made
 
 
+def speak(text: str, target: Path) -> None:
+    """Speak Mandarin ``text`` into ``target``, a telephony WAV (blocking)."""
+    _speak(text, target)
+
+
 def _speak(text: str, target: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "speech.wav"

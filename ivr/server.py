@@ -10,20 +10,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Coroutine
+from datetime import datetime
+from pathlib import Path
 
 from panoramisk.message import Message
 
 from ivr import log
+from ivr.agents import AgentDesk
 from ivr.ami.agi import AgiRouter
 from ivr.ami.session import AmiSession
+from ivr.callbacks import Callbacks
 from ivr.calls import CallTracker
 from ivr.config import Config
+from ivr.dialplan_live import LivePlan, PlanFileWatcher
+from ivr.dialplan_store import DialplanStore, PlanVersion
 from ivr.dialplans import load_dialplan_file
 from ivr.engine import FALLBACK_DESK, IvrEngine, PromptPaths
-from ivr.errors import AgiError, AmiActionError, AmiError
+from ivr.errors import AgiError, AmiError, TicketStoreError
 from ivr.events import EventBus
-from ivr.tickets import TicketStore
-from routing.desks import memberships
+from ivr.tickets import TicketStore, parse_iso
+from ivr.waiting import WaitingRoom
+from ivr.web.settings import load_admin_settings
+from routing.agents import AgentBook
+from routing.callers import CallerFacts, facts_for
+from routing.hours import BEIJING
 
 
 class HotlineServer:
@@ -43,6 +54,21 @@ class HotlineServer:
         self.tracker: CallTracker | None = None
         self.engine: IvrEngine | None = None
         self.agi: AgiRouter | None = None
+        self.workorders = None  # the work-order rules, when the API serves tickets
+        # Issue 4: agents, waiting callers, callbacks (made in run()).
+        self.agents: AgentDesk | None = None
+        self.waiting: WaitingRoom | None = None
+        self.callbacks: Callbacks | None = None
+        self.callback_dial = config.routing.callback_dial.format
+        # Issue 3: every publish goes through self.plans, which sets self.plan.
+        self.admin_settings = load_admin_settings(config)
+        self.plans = LivePlan(
+            DialplanStore(self.admin_settings.versions_dir),
+            self.plan,
+            on_change=self._plan_changed,
+        )
+        self._admin_tasks: set[asyncio.Task] = set()
+        self.admin_api = None  # an ivr.web.app.AdminServer while it runs
 
     def stop(self) -> None:
         self._stop.set()
@@ -56,7 +82,10 @@ class HotlineServer:
             hotline_number=self.config.hotline_number,
         )
         self.engine = IvrEngine(
-            lambda: self.plan, self.tracker, PromptPaths(self.config.sounds_dir)
+            lambda: self.plan,
+            self.tracker,
+            PromptPaths(self.config.sounds_dir),
+            caller_facts=self.caller_facts,
         )
         # The tracker sees each event before the IVR does: a call is known
         # (and its ticket under way) before its AsyncAGIStart is handled.
@@ -64,22 +93,28 @@ class HotlineServer:
         self.agi = AgiRouter(self.session, self.engine.start_call)
         self.session.on_connected(self._after_login)
         self.session.on_disconnected(self.agi.fail_all)
+        self._start_queueing()  # issue 4
         log.ivr.info(
             "serving hotline %s with dial plan %s",
             self.config.hotline_number,
             self.config.dialplan_path,
         )
         try:
+            await self._start_admin()  # issue 3: versions, file watcher, admin API
             async with asyncio.TaskGroup() as group:
                 session = group.create_task(self.session.run(), name="ami")
                 tracker = group.create_task(self.tracker.run(), name="tickets")
                 bus = group.create_task(self.bus.run(), name="mqtt")
                 stop = group.create_task(self._stop.wait(), name="stop")
+                queueing = [  # issue 4
+                    group.create_task(coro, name=name)
+                    for name, coro in self._queueing_tasks().items()
+                ]
                 done, _ = await asyncio.wait(
                     {session, stop}, return_when=asyncio.FIRST_COMPLETED
                 )
                 await self._shutdown()
-                for task in (session, tracker, bus, stop):
+                for task in (session, tracker, bus, stop, *queueing):
                     task.cancel()
                 for task in done:
                     if task is session and task.exception() is not None:
@@ -87,6 +122,7 @@ class HotlineServer:
         except* AmiError as group_error:
             raise group_error.exceptions[0] from None
         finally:
+            await self._stop_admin()  # issue 3
             if self.store is not None:
                 await self.store.close()
 
@@ -99,8 +135,11 @@ class HotlineServer:
         await self.bus.aclose(timeout=3)
 
     async def _after_login(self) -> None:
-        await self._login_agents()
+        # The first session adopts Asterisk's members (a server restart);
+        # later ones re-apply ours (Asterisk restarted). Issue 4.
+        await self.agents.resync(adopt=self.session.connections == 1)
         await self.tracker.resync(self.session)
+        await self.waiting.resync()
         await self._rescue_stranded_agi()
         self.bus.publish(
             "ami.reconnected" if self.session.connections > 1 else "ami.connected",
@@ -108,31 +147,6 @@ class HotlineServer:
             {"connections": self.session.connections},
         )
         self.ready.set()
-
-    async def _login_agents(self) -> None:
-        agents = [
-            (a.extension, a.name, a.skills) for a in self.config.agents if a.auto_login
-        ]
-        for member in memberships(agents, self.plan_desks()):
-            try:
-                await self.session.action(
-                    "QueueAdd",
-                    {
-                        "Queue": member.queue,
-                        "Interface": member.interface,
-                        "StateInterface": member.interface,
-                        "MemberName": member.member_name,
-                        "Penalty": member.penalty,
-                        "Paused": "false",
-                    },
-                )
-            except AmiActionError as exc:
-                if "already there" not in str(exc).lower():
-                    raise
-        log.routing.info("agents logged in: %d", len(agents))
-
-    def plan_desks(self) -> list[str]:
-        return list(self.plan.desks)
 
     async def _rescue_stranded_agi(self) -> None:
         """Calls left in AsyncAGI by a previous session go to the general desk."""
@@ -167,6 +181,121 @@ class HotlineServer:
                 )
         except (AmiError, AgiError) as exc:
             log.ivr.warning("could not release %s: %s", channel, exc)
+
+    # -- dial plan versions, live reload and the admin API (issue 3) -------------
+
+    async def publish_plan(self, text: str, author: str) -> PlanVersion:
+        """Validate and publish a dial plan for new calls; DialplanError if bad.
+
+        Calls already in a menu finish on the version they began with.
+        """
+        return (await self.plans.publish(text, author)).version
+
+    async def rollback(self, author: str, to: int | None = None) -> PlanVersion:
+        """Publish the previous version (or version ``to``) again."""
+        return (await self.plans.rollback(author, to)).version
+
+    async def caller_facts(self, number: str, plan=None) -> CallerFacts:
+        """What caller routing needs to know about ``number``, for ``plan``
+        (the call's bound plan; default the live one). Never fails a call: a
+        ticket store that cannot answer means no recent desk."""
+        plan = plan or self.plan
+        tickets: list = []
+        if plan.returning_callers is not None and number and self.store is not None:
+            try:
+                found = await self.store.find(caller=number)
+            except TicketStoreError as exc:
+                log.routing.warning("no recent tickets for caller routing: %s", exc)
+                found = []
+            for ticket in found:
+                arrived = parse_iso(ticket.get("arrived_at"))
+                if arrived is not None:
+                    tickets.append((arrived, ticket.get("desk")))
+        return facts_for(plan, number, tickets, datetime.now(BEIJING))
+
+    def _plan_changed(self, plan, version: PlanVersion) -> None:
+        self.plan = plan
+
+    async def _start_admin(self) -> None:
+        path = self.config.dialplan_path
+        text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8-sig")
+        await self.plans.open(text, str(path))
+        watcher = PlanFileWatcher(
+            path, lambda new: self.plans.publish_file(new, str(path))
+        )
+        task = asyncio.create_task(watcher.run(), name="dialplan-watch")
+        self._admin_tasks.add(task)
+        settings = self.admin_settings
+        if not settings.enabled:
+            log.web.info("admin API off: no admin.toml beside the configuration")
+            return
+        from ivr.prompt_library import PromptLibrary
+        from ivr.web.app import AdminServer, make_app
+        from ivr.web.auth import TokenBook
+
+        assert settings.tokens_file is not None
+        library = PromptLibrary(settings.prompts_dir, settings.install_dir)
+        tokens = TokenBook.load(settings.tokens_file)
+        app = make_app(self.plans, library, tokens, extra=self._ticket_routes())
+        if self.workorders is not None:
+            from ivr.web.tickets_api import WORKORDERS
+
+            app[WORKORDERS] = self.workorders
+        self.admin_api = AdminServer(app, settings.host, settings.port)
+        await self.admin_api.start()
+
+    def _ticket_routes(self) -> tuple:
+        """The tickets API (work orders) when its catalog of units exists."""
+        from ivr.catalog import catalog_path, load_catalog
+        from ivr.web.tickets_api import TICKET_OPERATIONS
+        from ivr.workorders import WorkOrders
+
+        path = catalog_path(self.config.source or "config/hotline.toml")
+        if not path.exists():
+            log.web.info("tickets API off: no %s", path.name)
+            return ()
+        self.workorders = WorkOrders(self.store, load_catalog(path))
+        return TICKET_OPERATIONS
+
+    async def _stop_admin(self) -> None:
+        if self.admin_api is not None:
+            await self.admin_api.stop()
+            self.admin_api = None
+        for task in self._admin_tasks:
+            task.cancel()
+        await asyncio.gather(*self._admin_tasks, return_exceptions=True)
+        self._admin_tasks.clear()
+
+    # -- agents, waiting callers and callbacks (issue 4) -------------------------
+
+    def _start_queueing(self) -> None:
+        plan, routing = self.plan, self.config.routing
+        book = AgentBook(
+            self.config.agents,
+            {desk: plan.queue_name(desk) for desk in plan.desks},
+            wrapup=routing.wrapup,
+            default_wrapup=routing.wrapup_seconds,
+        )
+        self.agents = AgentDesk(self.session, self.bus, book)
+        self.waiting = WaitingRoom(self.session, self.tracker, lambda: self.plan)
+        self.callbacks = Callbacks(
+            self.session,
+            self.tracker,
+            lambda number: self.callback_dial(number=number),
+            caller_id=routing.callback_caller_id,
+        )
+        for handler in (self.agents.handle, self.waiting.handle, self.callbacks.handle):
+            self.session.on_event(handler)
+        self.session.on_disconnected(lambda why: self.waiting.forget())
+        self.bus.subscribe("commands/agent/+", self.agents.on_command)
+        self.bus.subscribe("commands/call/flag", self.waiting.on_command)
+
+    def _queueing_tasks(self) -> dict[str, Coroutine]:
+        return {
+            "agents": self.agents.run(),
+            "waiting": self.waiting.run(),
+            "callbacks": self.callbacks.run(),
+        }
 
 
 async def serve(config: Config) -> int:

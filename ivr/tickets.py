@@ -16,7 +16,7 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ import aiosqlite
 
 from ivr import log
 from ivr.errors import TicketStoreError
+from routing.repeats import WINDOW as REPEAT_WINDOW
+from routing.repeats import Repeat, Seen, find_repeat
 
 SCHEMA = [
     # 1: tickets and their timeline
@@ -69,6 +71,71 @@ SCHEMA = [
     CREATE INDEX tickets_status ON tickets(status);
     CREATE INDEX tickets_caller ON tickets(caller_number, arrived_at);
     """,
+    # 2: the work order after the call (routing/workorder.py). ``state`` is the
+    # work order's and stays apart from ``status``, the call's open or closed.
+    # Dates of deadlines are local (Beijing) days, times are UTC as above.
+    """
+    ALTER TABLE tickets ADD COLUMN state TEXT;
+    ALTER TABLE tickets ADD COLUMN category TEXT;
+    ALTER TABLE tickets ADD COLUMN content TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tickets ADD COLUMN address TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tickets ADD COLUMN address_key TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tickets ADD COLUMN area TEXT;
+    ALTER TABLE tickets ADD COLUMN enterprise INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tickets ADD COLUMN enterprise_name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tickets ADD COLUMN accepted_at TEXT;
+    ALTER TABLE tickets ADD COLUMN accepted_by TEXT;
+    ALTER TABLE tickets ADD COLUMN answer TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tickets ADD COLUMN lead_unit TEXT;
+    ALTER TABLE tickets ADD COLUMN deadline TEXT;
+    ALTER TABLE tickets ADD COLUMN dispatched_at TEXT;
+    ALTER TABLE tickets ADD COLUMN signed_at TEXT;
+    ALTER TABLE tickets ADD COLUMN handled_at TEXT;
+    ALTER TABLE tickets ADD COLUMN on_time INTEGER;
+    ALTER TABLE tickets ADD COLUMN closed_at TEXT;
+    ALTER TABLE tickets ADD COLUMN followed_up_at TEXT;
+    ALTER TABLE tickets ADD COLUMN supervised INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tickets ADD COLUMN reopens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tickets ADD COLUMN round INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE tickets ADD COLUMN last_follow_up INTEGER;
+    ALTER TABLE tickets ADD COLUMN satisfaction INTEGER;
+    ALTER TABLE tickets ADD COLUMN repeat_of TEXT;
+    ALTER TABLE tickets ADD COLUMN repeat_reason TEXT;
+    CREATE TABLE assignments (
+        ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+        n INTEGER NOT NULL,
+        round INTEGER NOT NULL,
+        unit TEXT NOT NULL,
+        lead INTEGER NOT NULL,
+        step TEXT NOT NULL,
+        deadline TEXT NOT NULL,
+        provisional INTEGER NOT NULL DEFAULT 0,
+        dispatched_at TEXT NOT NULL,
+        signed_at TEXT,
+        handled_at TEXT,
+        result TEXT NOT NULL DEFAULT '',
+        before_return TEXT,
+        return_reason TEXT NOT NULL DEFAULT '',
+        extension_to TEXT,
+        extension_reason TEXT NOT NULL DEFAULT '',
+        extensions INTEGER NOT NULL DEFAULT 0,
+        reminders INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (ticket_id, n)
+    );
+    CREATE TABLE surveys (
+        ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+        seq INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        score INTEGER NOT NULL CHECK (score IN (1, 2, 3)),
+        source TEXT NOT NULL CHECK (source IN ('in_call', 'follow_up')),
+        actor TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (ticket_id, seq)
+    );
+    CREATE INDEX tickets_state ON tickets(state);
+    CREATE INDEX tickets_arrived ON tickets(arrived_at);
+    CREATE INDEX tickets_place ON tickets(address_key, category, arrived_at);
+    CREATE INDEX assignments_unit ON assignments(unit, step)
+    """,
 ]
 
 # Columns a caller of ``update`` may set; everything else is derived here.
@@ -98,6 +165,7 @@ OUTCOMES = (
     "abandoned_in_queue",  # the caller hung up while waiting for an agent
     "abandoned_on_arrival",  # gone before the IVR began
     "ended_by_system",  # Asterisk or the link died; the call was lost
+    "callback_requested",  # the caller hung up to be called back (issue 4)
 )
 
 
@@ -200,8 +268,12 @@ class TicketStore:
             await self._append(
                 cursor.lastrowid, "arrived", {"channel": channel}, arrived_at
             )
+            repeat = await self.link_repeat(cursor.lastrowid, at=arrived_at)
         log.tickets.info(
-            "ticket %s opened for %s", number, log.mask_number(caller_number)
+            "ticket %s opened for %s%s",
+            number,
+            log.mask_number(caller_number),
+            f", repeating {repeat.of}" if repeat else "",
         )
         return await self.get(number)
 
@@ -284,6 +356,67 @@ class TicketStore:
         log.tickets.info("ticket %s closed: %s", row["number"], outcome)
         return await self.get(row["number"])
 
+    async def link_repeat(
+        self, ticket_id: int, *, at: str | None = None
+    ) -> Repeat | None:
+        """Link a ticket to the earlier work order it repeats, inside a write.
+
+        Only work orders (tickets an agent accepted) count as earlier
+        complaints: a caller who hung up in the menu has complained of nothing.
+        """
+        row = await self._row("id = ?", ticket_id)
+        assert row is not None
+        arrived = parse_iso(row["arrived_at"])
+        since = (arrived - REPEAT_WINDOW).isoformat(timespec="milliseconds")
+        cursor = await self._db.execute(
+            "SELECT number, arrived_at, caller_number, address_key, category "
+            "FROM tickets WHERE id != ? AND state IS NOT NULL "
+            "AND arrived_at >= ? AND arrived_at <= ? AND ("
+            "(caller_number = ? AND caller_number != '') OR "
+            "(address_key = ? AND address_key != '' AND category = ?))",
+            (
+                ticket_id,
+                since.replace("+00:00", "Z"),
+                row["arrived_at"],
+                row["caller_number"],
+                row["address_key"],
+                row["category"],
+            ),
+        )
+        earlier = [
+            Seen(number, parse_iso(at), caller, key, category)
+            for number, at, caller, key, category in await cursor.fetchall()
+        ]
+        repeat = find_repeat(
+            Seen(
+                row["number"],
+                arrived,
+                row["caller_number"],
+                row["address_key"],
+                row["category"],
+            ),
+            earlier,
+        )
+        if repeat is None:
+            return None
+        flags = [f for f in row["flags"] if f != "repeat"] + ["repeat"]
+        await self._db.execute(
+            "UPDATE tickets SET repeat_of = ?, repeat_reason = ?, flags = ? "
+            "WHERE id = ?",
+            (repeat.of, ",".join(repeat.reasons), json.dumps(flags), ticket_id),
+        )
+        if (row["repeat_of"], row["repeat_reason"]) != (
+            repeat.of,
+            ",".join(repeat.reasons),
+        ):
+            await self._append(
+                ticket_id,
+                "repeat",
+                {"of": repeat.of, "reasons": list(repeat.reasons)},
+                at or now_iso(),
+            )
+        return repeat
+
     async def _append(self, ticket_id: int, kind: str, data: dict, at: str) -> None:
         await self._db.execute(
             "INSERT INTO ticket_events (ticket_id, seq, at, kind, data) "
@@ -333,11 +466,60 @@ class TicketStore:
         if caller:
             clauses.append("caller_number = ?")
             args.append(caller)
-        where = " AND ".join(clauses) or "1"
+        where = " AND ".join(clauses) or "1 = 1"
         cursor = await self._db.execute(
             f"SELECT * FROM tickets WHERE {where} ORDER BY id", args
         )
         return [_decode(row) for row in await cursor.fetchall()]
+
+    async def caller_history(
+        self, caller_number: str, *, before: str | None = None, days: int = 30
+    ) -> list[dict[str, Any]]:
+        """The caller's tickets of the last ``days`` days, newest first.
+
+        For the agent's screen when a call arrives: what the caller asked
+        before and where each request stands. Withheld numbers have no history.
+        """
+        if caller_number in ("", "anonymous", "unknown", "<unknown>"):
+            return []
+        until = parse_iso(before) if before else datetime.now(UTC)
+        since = (until - timedelta(days=days)).isoformat(timespec="milliseconds")
+        cursor = await self._db.execute(
+            "SELECT number, arrived_at, status, outcome, desk, state, category, "
+            "content, lead_unit, deadline, satisfaction, repeat_of FROM tickets "
+            "WHERE caller_number = ? AND arrived_at >= ? AND arrived_at < ? "
+            "ORDER BY arrived_at DESC, id DESC LIMIT 50",
+            (
+                caller_number,
+                since.replace("+00:00", "Z"),
+                until.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            ),
+        )
+        return [dict(row) for row in await cursor.fetchall()]
+
+    # -- for the work-order layer (ivr/workorders.py) ---------------------------
+
+    def transaction(self) -> _WriteTransaction:
+        """The single-writer transaction (case 20), for writes made elsewhere."""
+        return _WriteTransaction(self)
+
+    async def execute(self, sql: str, args: Iterable[Any] = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+        cursor = await self._db.execute(sql, tuple(args))
+        return cursor.rowcount
+
+    async def fetchall(self, sql: str, args: Iterable[Any] = ()) -> list[dict]:
+        cursor = await self._db.execute(sql, tuple(args))
+        return [dict(row) for row in await cursor.fetchall()]
+
+    async def append_event(
+        self, ticket_id: int, kind: str, data: dict, at: str | None = None
+    ) -> None:
+        await self._append(ticket_id, kind, data, at or now_iso())
+
+    async def ticket_row(self, key: str) -> dict[str, Any] | None:
+        """The ticket row by number or linkedid, without its timeline."""
+        return await self._row("number = ? OR linkedid = ?", key, key)
 
     async def export(self) -> list[dict[str, Any]]:
         """Every ticket with its timeline, oldest first."""

@@ -10,6 +10,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 
+def penalty(level: int) -> int:
+    """The queue penalty of skill ``level`` (1, the most skilled, is 0)."""
+    return level - 1
+
+
 @dataclass(frozen=True)
 class Membership:
     queue: str
@@ -37,5 +42,7 @@ def memberships(
                 )
             if level < 1:
                 raise ValueError(f"agent {extension}: skill level {level} for {desk}")
-            result.append(Membership(desk, f"PJSIP/{extension}", name, level - 1))
+            result.append(
+                Membership(desk, f"PJSIP/{extension}", name, penalty(level))
+            )
     return result

@@ -26,18 +26,22 @@ from routing.dialplan_model import (
     DTMF_PATTERN,
     LANGUAGE_PATTERN,
     NAME_PATTERN,
+    PHONE_PATTERN,
     Action,
     Collect,
     CollectAction,
     Desk,
     DialPlan,
     Digits,
+    Enterprises,
     HangupAction,
     Menu,
     MenuAction,
+    Notice,
     PlayAction,
     Prompt,
     QueueAction,
+    ReturningCallers,
     Start,
     Target,
     TransferAction,
@@ -45,6 +49,7 @@ from routing.dialplan_model import (
     missing_recordings,
     required_recordings,
 )
+from routing.hours import TIME_RANGE_PATTERN
 from routing.yamlsource import Located, Path, Pos, load_located
 
 __all__ = [
@@ -57,12 +62,15 @@ __all__ = [
     "Desk",
     "DialPlan",
     "Digits",
+    "Enterprises",
     "HangupAction",
     "Menu",
     "MenuAction",
+    "Notice",
     "PlayAction",
     "Prompt",
     "QueueAction",
+    "ReturningCallers",
     "Start",
     "Target",
     "TransferAction",
@@ -120,6 +128,8 @@ def _validate(located: Located) -> tuple[DialPlan | None, list[tuple[Pos, str]]]
         pruned, broken = _prune(located, errors, fine)
         if pruned is None:
             break  # a top-level value is wrong: nothing sound to build on
+        if broken["menus"] and not pruned.get("menus"):
+            break  # every menu is broken: the cross checks would only echo that
         try:
             partial = DialPlan.model_validate(pruned)
         except ValidationError:
@@ -135,6 +145,8 @@ _ENTRY_MODELS: dict[str, type[BaseModel]] = {
     "targets": Target,
     "menus": Menu,
 }
+# Optional sections a broken value can be left out of, keeping the rest.
+_OPTIONAL_SECTIONS = ("notice", "enterprises", "returning_callers", "mode")
 
 
 def _prune(
@@ -149,6 +161,8 @@ def _prune(
         path, _ = _data_path(located, loc)
         if err["type"] == "extra_forbidden" and path and path[-1] == loc[-1]:
             drop = path
+        elif path and path[0] in _OPTIONAL_SECTIONS:
+            drop = path[:1]
         elif len(path) >= 2 and path[0] in _ENTRY_MODELS:
             broken[str(path[0])].add(str(path[1]))
             drop = path[:2]
@@ -222,6 +236,7 @@ _TYPE_WORDS = {
     "model_type": "a mapping of name: value lines",
     "model_attributes_type": "a mapping of name: value lines",
     "list_type": "a list",
+    "datetime_type": "a date and time such as 2026-07-31T18:00",
 }
 
 
@@ -245,9 +260,18 @@ def _explain(err: Any) -> str:
             )
         if pattern == LANGUAGE_PATTERN:
             return f"{shown} is not a language code such as zh, bo or ii"
+        if pattern == TIME_RANGE_PATTERN:
+            return (
+                f'{shown} is not a time range such as "08:30-17:30" '
+                "(24-hour clock, two digits each)"
+            )
+        if pattern == PHONE_PATTERN:
+            return f'{shown} is not a phone number such as "01065123456"'
         return f"{shown} is not valid here"
     if kind == "literal_error":
         return f"must be {ctx.get('expected')}, not {shown}"
+    if kind == "too_long":
+        return f"must have at most {ctx.get('max_length')} items"
     if kind in ("too_short", "string_too_short"):
         return "must not be empty"
     if kind == "action" and isinstance(value, dict):

@@ -3,7 +3,9 @@
 Names must point at something defined, every menu must be reachable from
 ``start``, every menu must have a way out (a desk, a transfer or a goodbye),
 and a caller who says nothing must end up with a person, never hung up on and
-never looping. Findings carry the YAML path; the parser turns it into a line.
+never looping. The general desk answers 7x24, and a closed desk's
+``when_closed`` never leads back to itself. Findings carry the YAML path; the
+parser turns it into a line.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import difflib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
+from routing.callers import normalise_number
 from routing.dialplan_model import (
     DEFAULT_LANGUAGE,
     GENERAL,
@@ -24,6 +27,7 @@ from routing.dialplan_model import (
     QueueAction,
     TransferAction,
 )
+from routing.overflow import check_overflow
 from routing.yamlsource import Path
 
 
@@ -46,8 +50,12 @@ def check_plan(
     broken = broken or {}
     findings = [
         *_languages(plan),
+        *_mode(plan, broken),
         *_references(plan, broken),
         *_no_collect_on_failure(plan),
+        *_hours(plan, broken),
+        *_callers(plan),
+        *(Finding(p, m) for p, m in check_overflow(plan, broken.get("desks", ()))),
     ]
     if GENERAL not in plan.desks and GENERAL not in broken.get("desks", ()):
         findings.append(
@@ -57,7 +65,12 @@ def check_plan(
                 at_key=True,
             )
         )
-    if not broken.get("menus") and plan.start.menu in plan.menus:
+    if (
+        plan.mode == "menu"
+        and not broken.get("menus")
+        and not broken.get("desks")
+        and plan.start.menu in plan.menus
+    ):
         findings += _graph(plan)
         findings += _silent_caller(plan)
     return findings
@@ -70,6 +83,13 @@ def nested(action: Action, path: Path) -> Iterator[tuple[Action, Path]]:
         yield from nested(action.then, (*path, "then"))
     elif isinstance(action, CollectAction):
         yield from nested(action.collect.then, (*path, "collect", "then"))
+
+
+def closed_actions(plan: DialPlan) -> Iterator[tuple[Action, Path]]:
+    """Every desk's ``when_closed`` and the actions it continues with."""
+    for name, desk in plan.desks.items():
+        if desk.when_closed is not None:
+            yield from nested(desk.when_closed, ("desks", name, "when_closed"))
 
 
 def _menu_actions(plan: DialPlan, name: str) -> Iterator[tuple[Action, Path]]:
@@ -126,9 +146,34 @@ def _references(plan: DialPlan, broken: Mapping[str, set[str]]) -> Iterator[Find
                 path, f"undefined {kind} '{name}'" + _hint(name, defined[kind])
             )
 
+    def check_action(action: Action, path: Path) -> Iterator[Finding]:
+        if isinstance(action, MenuAction):
+            yield from check("menu", action.menu, (*path, "menu"))
+        elif isinstance(action, QueueAction):
+            yield from check("desk", action.queue, (*path, "queue"))
+        elif isinstance(action, HangupAction):
+            yield from check("prompt", action.hangup, (*path, "hangup"))
+        elif isinstance(action, PlayAction):
+            yield from check("prompt", action.play, (*path, "play"))
+        elif isinstance(action, TransferAction):
+            yield from check("target", action.transfer, (*path, "transfer"))
+        elif isinstance(action, CollectAction):
+            prompt_path = (*path, "collect", "prompt")
+            yield from check("prompt", action.collect.prompt, prompt_path)
+
     yield from check("prompt", plan.start.greeting, ("start", "greeting"))
     yield from check("menu", plan.start.menu, ("start", "menu"))
+    yield from check("desk", plan.start.desk, ("start", "desk"))
     yield from check("desk", plan.zero_for_person, ("zero_for_person",))
+    if plan.notice is not None:
+        yield from check("prompt", plan.notice.prompt, ("notice", "prompt"))
+    if plan.enterprises is not None:
+        yield from check("desk", plan.enterprises.desk, ("enterprises", "desk"))
+    if plan.returning_callers is not None:
+        where = ("returning_callers", "prompt")
+        yield from check("prompt", plan.returning_callers.prompt, where)
+    for action, path in closed_actions(plan):
+        yield from check_action(action, path)
     for name, menu in plan.menus.items():
         base = ("menus", name)
         yield from check("prompt", menu.prompt, (*base, "prompt"))
@@ -137,19 +182,7 @@ def _references(plan: DialPlan, broken: Mapping[str, set[str]]) -> Iterator[Find
         for action, path in _menu_actions(plan, name):
             if path[-1] == "on_failure" and "on_failure" not in menu.model_fields_set:
                 continue  # the default (queue general); a missing general is reported
-            if isinstance(action, MenuAction):
-                yield from check("menu", action.menu, (*path, "menu"))
-            elif isinstance(action, QueueAction):
-                yield from check("desk", action.queue, (*path, "queue"))
-            elif isinstance(action, HangupAction):
-                yield from check("prompt", action.hangup, (*path, "hangup"))
-            elif isinstance(action, PlayAction):
-                yield from check("prompt", action.play, (*path, "play"))
-            elif isinstance(action, TransferAction):
-                yield from check("target", action.transfer, (*path, "transfer"))
-            elif isinstance(action, CollectAction):
-                prompt_path = (*path, "collect", "prompt")
-                yield from check("prompt", action.collect.prompt, prompt_path)
+            yield from check_action(action, path)
 
 
 def _hint(name: str, known: Iterable[str]) -> str:
@@ -176,7 +209,13 @@ def _exits(plan: DialPlan, name: str) -> tuple[bool, set[str]]:
 
 def _graph(plan: DialPlan) -> Iterator[Finding]:
     exits = {name: _exits(plan, name) for name in plan.menus}
-    reached = _closure(exits, {plan.start.menu})
+    # A closed desk's when_closed may open a menu (leave a message, call back).
+    entries = {plan.start.menu} | {
+        action.menu
+        for action, _ in closed_actions(plan)
+        if isinstance(action, MenuAction) and action.menu in plan.menus
+    }
+    reached = _closure(exits, entries)
     for name in plan.menus:
         if name not in reached:
             yield Finding(
@@ -249,3 +288,92 @@ def _no_collect_on_failure(plan: DialPlan) -> Iterator[Finding]:
         for action, path in nested(menu.on_failure, ("menus", name, "on_failure")):
             if isinstance(action, CollectAction):
                 yield Finding(path, "on_failure cannot collect digits")
+
+
+def _mode(plan: DialPlan, broken: Mapping[str, set[str]]) -> Iterator[Finding]:
+    if plan.mode != "menu":
+        return
+    if plan.start.menu is None:
+        yield Finding(
+            ("start",),
+            "start: missing field 'menu' (the first menu; or set mode: direct "
+            "to send every caller straight to a person)",
+            at_key=True,
+        )
+    if not plan.menus and not broken.get("menus"):
+        yield Finding(
+            ("menus",),
+            "menus: a plan in menu mode needs at least one menu (or set mode: direct)",
+            at_key=True,
+        )
+
+
+def _hours(plan: DialPlan, broken: Mapping[str, set[str]]) -> Iterator[Finding]:
+    general = plan.desks.get(GENERAL)
+    if general is not None:
+        for field in ("hours", "days"):
+            if getattr(general, field) is not None:
+                yield Finding(
+                    ("desks", GENERAL, field),
+                    f"desk 'general' must answer 7x24: it is the last resort of "
+                    f"every call, so it cannot have {field}",
+                    at_key=True,
+                )
+    for action, path in closed_actions(plan):
+        if isinstance(action, CollectAction):
+            yield Finding(
+                path, "when_closed cannot collect digits: send the call to a menu"
+            )
+    if broken.get("desks"):
+        return
+    # A closed desk hands its calls on; the chain must end at an open desk.
+    for name in plan.desks:
+        chain = [name]
+        while True:
+            desk = plan.desks.get(chain[-1])
+            # General with hours is reported above; it is every chain's end.
+            if desk is None or desk.always_open or chain[-1] == GENERAL:
+                break
+            then = _queued_desk(desk.when_closed)
+            if then is None:
+                break
+            if then in chain:
+                # Report each loop once: from its first desk, by name.
+                if chain.index(then) == 0 and name == min(chain):
+                    loop = " -> ".join([*chain, then])
+                    yield Finding(
+                        ("desks", name, "when_closed"),
+                        f"when_closed of desk '{name}' loops ({loop}) when they are "
+                        "all closed: end at a desk open 7x24 such as general",
+                    )
+                break
+            chain.append(then)
+
+
+def _queued_desk(action: Action | None) -> str | None:
+    """The desk ``when_closed`` queues to (the default: general), or None."""
+    if action is None:
+        return GENERAL
+    while isinstance(action, PlayAction):
+        action = action.then
+    return action.queue if isinstance(action, QueueAction) else None
+
+
+def _callers(plan: DialPlan) -> Iterator[Finding]:
+    if plan.enterprises is not None:
+        seen: dict[str, int] = {}
+        for index, number in enumerate(plan.enterprises.numbers):
+            key = normalise_number(number)
+            if key in seen:
+                yield Finding(
+                    ("enterprises", "numbers", index),
+                    f"number '{number}' is listed twice (also item {seen[key] + 1})",
+                )
+            else:
+                seen[key] = index
+    returning = plan.returning_callers
+    if returning is not None and returning.key == "0" and plan.zero_for_person:
+        yield Finding(
+            ("returning_callers", "key"),
+            "key 0 reaches a person (zero_for_person): offer another key",
+        )

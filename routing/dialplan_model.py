@@ -6,16 +6,43 @@ the word present picks the model (``menu``, ``queue``, ``hangup``, ``play``,
 ``transfer``, ``collect``): a new action is one more model in ``_ACTIONS`` and
 one more member of ``Action``.
 
+Before any menu, a plan may play a ``notice`` until it expires, send
+registered ``enterprises`` straight to their desk, and offer ``returning_callers``
+their last desk on one key; ``mode: direct`` has no menus at all and picks a
+desk from those facts alone. A desk may keep ``hours`` on ``days`` (see
+:mod:`routing.hours`); its calls go to ``when_closed`` outside them.
+
 These models check each value on its own; references between sections
 (a key naming a desk) are checked in :mod:`routing.dialplan_check`.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from routing.hours import (
+    BEIJING,
+    EVERY_DAY,
+    TIME_RANGE_PATTERN,
+    WEEKDAYS,
+    WORKDAYS,
+    parse_range,
+)
 
 DEFAULT_LANGUAGE = "zh"
 GENERAL = "general"  # the desk of last resort; every plan must have it
@@ -24,12 +51,16 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 QUEUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 LANGUAGE_PATTERN = r"^[a-z]{2,3}$"
 DTMF_PATTERN = r"^[0-9*#]$"
+# Caller numbers as admins write them: 13800000000, +86 138 0000 0000, 010-65123456.
+PHONE_PATTERN = r"^\+?[0-9][0-9 -]{1,24}[0-9]$"
 
 # Names become file names (<lang>/<name>.wav), hence the strict pattern.
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Language = Annotated[str, Field(pattern=LANGUAGE_PATTERN)]
 DtmfKey = Annotated[str, Field(pattern=DTMF_PATTERN)]
 Seconds = Annotated[int, Field(ge=1, le=30)]
+TimeRange = Annotated[str, Field(pattern=TIME_RANGE_PATTERN)]
+PhoneNumber = Annotated[str, Field(pattern=PHONE_PATTERN)]
 
 
 class _Model(BaseModel):
@@ -51,15 +82,6 @@ class Prompt(_Model):
         return DEFAULT_LANGUAGE, self.text.get(DEFAULT_LANGUAGE, "")
 
 
-class Desk(_Model):
-    """A skill desk: an Asterisk queue of agents."""
-
-    name: str = Field(min_length=1, max_length=100, description="Display name.")
-    queue: str | None = Field(
-        None, pattern=QUEUE_PATTERN, description="Asterisk queue (default: desk id)."
-    )
-
-
 class Target(_Model):
     """A number calls may be transferred to (another hotline, 110, 120)."""
 
@@ -70,8 +92,15 @@ class Target(_Model):
 class Start(_Model):
     """What a call meets first."""
 
-    greeting: Name | None = None
-    menu: Name
+    greeting: Name | None = Field(None, description="Prompt played to every call.")
+    menu: Name | None = Field(
+        None, description="The first menu (required unless mode is direct)."
+    )
+    desk: Name | None = Field(
+        None,
+        description="mode: direct: the desk of callers no fact places elsewhere "
+        "(default general).",
+    )
 
 
 class MenuAction(_Model):
@@ -193,11 +222,199 @@ class Menu(_Model):
     on_failure: Action = Field(default_factory=_to_general)
 
 
+def _listed(value: Any) -> Any:
+    # ``hours: "08:30-17:30"`` is the common case; a list holds several ranges.
+    return [value] if isinstance(value, str) else value
+
+
+def _days(value: Any) -> Any:
+    if isinstance(value, str) and value not in (WORKDAYS, EVERY_DAY):
+        raise ValueError(
+            f"days {value!r}: write {WORKDAYS}, {EVERY_DAY} or a list of weekdays "
+            f"such as [mon, tue, wed, thu, fri, sat]"
+        )
+    if isinstance(value, list):
+        wrong = [day for day in value if day not in WEEKDAYS]
+        if wrong:
+            raise ValueError(
+                f"{wrong[0]!r} is not a weekday: use {', '.join(WEEKDAYS)}"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError("a weekday is listed twice")
+        if not value:
+            raise ValueError("must not be empty")
+    return value
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+Days = Annotated[
+    Literal["workdays", "every_day"] | list[Weekday], BeforeValidator(_days)
+]
+
+
+_RANGE_SCHEMA = {"type": "string", "pattern": TIME_RANGE_PATTERN}
+# What an editor should accept: one range, or a list of them.
+_HOURS_SCHEMA = WithJsonSchema(
+    {
+        "anyOf": [
+            _RANGE_SCHEMA,
+            {"type": "array", "items": _RANGE_SCHEMA, "minItems": 1, "maxItems": 8},
+        ]
+    }
+)
+
+
+class Overflow(_Model):
+    """A caller nobody answered in time: widen the desk, then move the caller.
+
+    Until ``after`` seconds only the desk's level-1 agents are offered the
+    call (when ``widen_to_level`` is set); then agents down to that level;
+    past ``then_after`` the caller moves to desk ``then`` with ``flag`` on the
+    ticket. Time counts from the caller's first moment in a queue.
+    """
+
+    after: int = Field(ge=1, le=3600, description="Seconds before widening.")
+    widen_to_level: int | None = Field(
+        None, ge=2, le=10, description="The least skilled level served after that."
+    )
+    then: Name | None = Field(None, description="The desk the caller moves to.")
+    then_after: int | None = Field(
+        None,
+        ge=1,
+        le=7200,
+        description="Seconds before moving (default: after, or twice after "
+        "when the desk widens first).",
+    )
+    flag: str | None = Field(
+        None, min_length=1, max_length=200, description="Flag on the moved ticket."
+    )
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> Overflow:
+        if self.widen_to_level is None and self.then is None:
+            raise ValueError("overflow needs widen_to_level, then, or both")
+        if self.then is None and (self.then_after or self.flag):
+            raise ValueError("then_after and flag need then (the desk to move to)")
+        if self.then_after is not None and self.then_after <= self.after:
+            raise ValueError(
+                f"then_after ({self.then_after}) must be later than after "
+                f"({self.after})"
+            )
+        return self
+
+
+class Desk(_Model):
+    """A skill desk: an Asterisk queue of agents, open 7x24 unless it has hours."""
+
+    name: str = Field(min_length=1, max_length=100, description="Display name.")
+    queue: str | None = Field(
+        None, pattern=QUEUE_PATTERN, description="Asterisk queue (default: desk id)."
+    )
+    hours: (
+        Annotated[list[TimeRange], BeforeValidator(_listed), _HOURS_SCHEMA] | None
+    ) = Field(
+        None,
+        min_length=1,
+        max_length=8,
+        description='Opening hours, Beijing time: "08:30-17:30" or a list of '
+        "ranges (default all day once days is given).",
+    )
+    days: Days | None = Field(
+        None,
+        description="workdays (the official calendar with holidays and make-up "
+        "days; the default once hours is given), every_day, or weekdays "
+        "[mon, ..., sun] (closed on statutory holidays).",
+    )
+    when_closed: Action | None = Field(
+        None,
+        description="What a call for this desk does while it is closed "
+        "(default: queue general).",
+    )
+    overflow: Overflow | None = Field(
+        None, description="Widen to less skilled agents, then move the caller."
+    )
+    callback_after: int | None = Field(
+        None,
+        ge=5,
+        le=3600,
+        description="Seconds a caller first queued here waits before being "
+        "offered a callback that keeps their place (default: never).",
+    )
+
+    @field_validator("hours")
+    @classmethod
+    def _ranges(cls, hours: list[str] | None) -> list[str] | None:
+        spans = sorted((*parse_range(text), text) for text in hours or ())
+        for (_, end, first), (start, _, second) in itertools.pairwise(spans):
+            if start < end:
+                raise ValueError(f"{first} and {second} overlap")
+        return hours
+
+    @property
+    def always_open(self) -> bool:
+        return self.hours is None and self.days is None
+
+
+def _moment(value: Any) -> Any:
+    """An ISO date and time; without a zone it is Beijing time."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a date and time such as 2026-07-31T18:00"
+            ) from None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        raise ValueError(
+            f"{value.isoformat()} has no time of day: write "
+            f"{value.isoformat()}T00:00 (or the hour the notice ends)"
+        )
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=BEIJING)
+    return value
+
+
+class Notice(_Model):
+    """A temporary announcement played before the menu until it expires."""
+
+    prompt: Name
+    until: Annotated[datetime, BeforeValidator(_moment)] = Field(
+        description="When the notice stops playing: ISO date and time, "
+        "Beijing time unless a zone is given (2026-07-31T18:00)."
+    )
+
+
+class Enterprises(_Model):
+    """Registered enterprise numbers: straight to their desk, ahead of the line."""
+
+    numbers: list[PhoneNumber] = Field(
+        min_length=1, max_length=100_000, description="Caller numbers, in quotes."
+    )
+    desk: Name = Field(description="The desk they reach (usually business).")
+    priority: int = Field(1, ge=0, le=10, description="Higher is answered first.")
+
+
+class ReturningCallers(_Model):
+    """Callers with a recent ticket may reach the same desk with one key."""
+
+    days: int = Field(7, ge=1, le=90, description="How recent the ticket must be.")
+    prompt: Name = Field(description="The offer: 'for the same desk press 1'.")
+    key: DtmfKey = Field("1", description="The key that takes the offer.")
+    timeout: Seconds = Field(
+        3, description="Seconds to wait before going on to the menu."
+    )
+
+
 class DialPlan(_Model):
     """One hotline's dial plan."""
 
     name: str = Field(min_length=1, max_length=200)
     version: Literal[1]
+    mode: Literal["menu", "direct"] = Field(
+        "menu",
+        description="menu: callers choose with keys; direct: every caller goes "
+        "straight to a person, the desk chosen from what is known about them.",
+    )
     languages: list[Language] = Field(
         default_factory=lambda: [DEFAULT_LANGUAGE], min_length=1
     )
@@ -210,7 +427,12 @@ class DialPlan(_Model):
         default_factory=dict, json_schema_extra=_ONLY_PATTERN
     )
     start: Start
-    menus: dict[Name, Menu] = Field(min_length=1, json_schema_extra=_ONLY_PATTERN)
+    notice: Notice | None = None
+    enterprises: Enterprises | None = None
+    returning_callers: ReturningCallers | None = None
+    menus: dict[Name, Menu] = Field(
+        default_factory=dict, json_schema_extra=_ONLY_PATTERN
+    )
 
     def queue_name(self, desk: str) -> str:
         """The Asterisk queue behind ``desk``."""
@@ -218,7 +440,7 @@ class DialPlan(_Model):
 
 
 # These name Action before it exists; complete them now, not at first use.
-for _model in (PlayAction, Collect, CollectAction):
+for _model in (PlayAction, Collect, CollectAction, Desk, DialPlan):
     _model.model_rebuild()
 
 

@@ -14,14 +14,28 @@ A wrong key or no key plays the menu's ``invalid``/``no_input`` prompt, counts
 a failure and asks again; after ``retries`` failures the menu's ``on_failure``
 runs. Entering a menu (or repeating it) starts its count afresh. ``Queue``,
 ``Transfer`` and ``Hangup`` are final.
+
+Before the first menu a call hears the greeting, then the plan's notice while
+it lasts. A registered enterprise then goes straight to its desk; a caller
+with a recent ticket is offered that desk on one key (any other key counts in
+the first menu); in ``mode: direct`` every caller goes to a desk chosen from
+these facts. Facts and the time come from the caller of the walk::
+
+    walk = MenuWalk(plan, "zh", caller=CallerFacts(recent_desk="psych"), now=now)
+
+Without ``now`` the walk cannot tell the time: the notice is not played and
+every desk counts as open. A queue to a desk closed at ``now`` does the desk's
+``when_closed`` instead (by default: queue to general, which never closes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 
+from routing.callers import UNKNOWN, CallerFacts
 from routing.dialplan import (
     DEFAULT_LANGUAGE,
     Action,
@@ -33,8 +47,25 @@ from routing.dialplan import (
     QueueAction,
     TransferAction,
 )
+from routing.dialplan_model import GENERAL
+from routing.hours import beijing, opening
+
+__all__ = [
+    "FINAL",
+    "CallerFacts",
+    "Collect",
+    "Hangup",
+    "MenuWalk",
+    "Play",
+    "Queue",
+    "Step",
+    "Transfer",
+    "simulate",
+]
 
 ZERO = "0"
+# The offer to returning callers is not a menu; its keys are logged under this.
+OFFER = "returning_callers"
 
 
 @dataclass(frozen=True)
@@ -98,22 +129,34 @@ FINAL = (Queue, Transfer, Hangup)
 class MenuWalk:
     """One call's way through a dial plan. Not reusable: one walk per call."""
 
-    def __init__(self, plan: DialPlan, language: str = DEFAULT_LANGUAGE):
+    def __init__(
+        self,
+        plan: DialPlan,
+        language: str = DEFAULT_LANGUAGE,
+        *,
+        caller: CallerFacts | None = None,
+        now: datetime | None = None,
+    ):
         if language not in plan.languages:
             raise ValueError(
                 f"language {language!r} is not one of {', '.join(plan.languages)}"
             )
         self.plan = plan
         self.language = language
+        self.caller = caller or UNKNOWN
+        # Decisions use the moment the call began: a menu does not change its
+        # mind about opening hours while the caller listens.
+        self.now = beijing(now) if now is not None else None
         # (menu, key) per caller action; key is "timeout", "invalid" or
         # "digits" (collected digits are not recorded: they may be personal).
         self.path: list[tuple[str, str]] = []
         self.collected: dict[str, str] = {}  # save_as -> digits
         self.step: Step | None = None
-        self._menu = plan.start.menu
+        self._menu = plan.start.menu or ""
         self._failures: list[str] = []
         self._after_play: Callable[[], Step] | None = None
         self._collecting: CollectAction | None = None  # None: a menu's key
+        self._offering = False  # the returning-caller offer awaits a key
 
     @property
     def menu(self) -> str:
@@ -128,8 +171,65 @@ class MenuWalk:
             raise RuntimeError("the walk has already started")
         greeting = self.plan.start.greeting
         if greeting:
-            return self._play(greeting, partial(self._enter, self.plan.start.menu))
-        return self._enter(self.plan.start.menu)
+            return self._play(greeting, self._after_greeting)
+        return self._after_greeting()
+
+    @property
+    def notice_active(self) -> bool:
+        notice = self.plan.notice
+        return notice is not None and self.now is not None and self.now < notice.until
+
+    def _after_greeting(self) -> Step:
+        if self.notice_active:
+            assert self.plan.notice is not None
+            return self._play(self.plan.notice.prompt, self._by_caller)
+        return self._by_caller()
+
+    def _by_caller(self) -> Step:
+        """Route on what is known about the caller, before any menu."""
+        plan, facts = self.plan, self.caller
+        if facts.is_enterprise and plan.enterprises is not None:
+            self.path.append(("enterprises", "registered"))
+            desks = plan.enterprises
+            return self._queue(desks.desk, desks.priority, "registered enterprise")
+        recent = self._recent_desk()
+        if plan.mode == "direct":
+            if recent is not None:
+                return self._queue(recent, 0, "direct: returning caller")
+            return self._queue(plan.start.desk or GENERAL, 0, "direct")
+        if recent is not None:
+            assert plan.returning_callers is not None
+            return self._offer(plan.returning_callers.prompt)
+        return self._enter(plan.start.menu or "")
+
+    def _recent_desk(self) -> str | None:
+        desk = self.caller.recent_desk
+        if self.plan.returning_callers is None or desk not in self.plan.desks:
+            return None
+        return desk
+
+    def _offer(self, prompt: str) -> Step:
+        assert self.plan.returning_callers is not None
+        self._offering = True
+        language, text = self._text(prompt)
+        timeout = self.plan.returning_callers.timeout
+        return self._set(Collect(prompt, timeout, text=text, language=language))
+
+    def _take_offer(self, key: str | None) -> Step:
+        self._offering = False
+        offer = self.plan.returning_callers
+        assert offer is not None
+        self.path.append((OFFER, key or "timeout"))
+        if key == offer.key:
+            desk = self._recent_desk()
+            assert desk is not None
+            return self._queue(desk, 0, "returning caller")
+        step = self._enter(self.plan.start.menu or "")
+        # An impatient caller pressed a key of the first menu: honour it there.
+        menu = self.plan.menus[self._menu]
+        if key in menu.keys or (key == ZERO and self.plan.zero_for_person):
+            return self.on_key(key)
+        return step
 
     def after_play(self) -> Step:
         self._expect(Play)
@@ -140,6 +240,8 @@ class MenuWalk:
     def on_key(self, key: str) -> Step:
         """A key (a menu) or the digits typed (a ``collect``)."""
         self._expect(Collect)
+        if self._offering:
+            return self._take_offer(key)
         if self._collecting is not None:
             return self._digits(self._collecting, key)
         menu = self.plan.menus[self._menu]
@@ -155,6 +257,8 @@ class MenuWalk:
 
     def on_timeout(self) -> Step:
         self._expect(Collect)
+        if self._offering:
+            return self._take_offer(None)
         self.path.append((self._menu, "timeout"))
         return self._fail("no input", self.plan.menus[self._menu].no_input)
 
@@ -220,14 +324,23 @@ class MenuWalk:
             return self._ask_digits(self._collecting)
         return self._ask_menu()
 
-    def _do(self, action: Action, reason: str) -> Step:
+    def _do(
+        self,
+        action: Action,
+        reason: str,
+        closed: tuple[str, ...] = (),
+        priority: int = 0,
+    ) -> Step:
+        """Carry out ``action``; ``closed``: desks found closed on the way here."""
         if isinstance(action, MenuAction):
             return self._enter(action.menu)
         if isinstance(action, QueueAction):
-            return self._queue(action.queue, action.priority, reason)
+            # A caller sent on from a closed desk keeps the priority they had.
+            level = max(action.priority, priority)
+            return self._queue(action.queue, level, reason, closed)
         if isinstance(action, PlayAction):
-            then = action.then
-            return self._play(action.play, partial(self._do, then, reason))
+            then = partial(self._do, action.then, reason, closed, priority)
+            return self._play(action.play, then)
         if isinstance(action, HangupAction):
             language, text = self._text(action.hangup)
             return self._set(Hangup(action.hangup, self._menu, text, language))
@@ -240,7 +353,22 @@ class MenuWalk:
             return self._ask_digits(action)
         raise TypeError(f"unknown action {action!r}")  # pragma: no cover
 
-    def _queue(self, desk: str, priority: int, reason: str) -> Step:
+    def _queue(
+        self, desk: str, priority: int, reason: str, closed: tuple[str, ...] = ()
+    ) -> Step:
+        spec = self.plan.desks.get(desk)
+        if spec is not None and not spec.always_open and self.now is not None:
+            hours = opening(spec.hours, spec.days, self.now)
+            if not hours.open:
+                why = f"{reason}; desk {desk} {hours.why}"
+                if desk in closed:
+                    # Validation refuses such loops; never spin on one anyway,
+                    # and queue to general as it is, hours or not.
+                    queue = self.plan.queue_name(GENERAL)
+                    step = Queue(GENERAL, priority, f"{why}; loop", queue, self._menu)
+                    return self._set(step)
+                fallback = spec.when_closed or QueueAction(queue=GENERAL)
+                return self._do(fallback, why, (*closed, desk), priority)
         queue = self.plan.queue_name(desk)
         return self._set(Queue(desk, priority, reason, queue, self._menu))
 
@@ -268,13 +396,18 @@ def _failure_reason(failures: Sequence[str]) -> str:
 
 
 def simulate(
-    plan: DialPlan, keys: Sequence[str | None], language: str = DEFAULT_LANGUAGE
+    plan: DialPlan,
+    keys: Sequence[str | None],
+    language: str = DEFAULT_LANGUAGE,
+    *,
+    caller: CallerFacts | None = None,
+    now: datetime | None = None,
 ) -> list[str]:
     """A dry run: the lines a caller pressing ``keys`` would go through.
 
     ``None`` in ``keys`` is a caller who presses nothing until the timeout.
     """
-    walk = MenuWalk(plan, language)
+    walk = MenuWalk(plan, language, caller=caller, now=now)
     lines: list[str] = []
     pending = list(keys)
     step = walk.start()
@@ -284,7 +417,8 @@ def simulate(
             step = walk.after_play()
         elif isinstance(step, Collect):
             if not pending:
-                lines.append(f"(no more keys: the call waits in menu {step.menu})")
+                where = f"menu {step.menu}" if step.menu else "the offer"
+                lines.append(f"(no more keys: the call waits in {where})")
                 return lines
             key = pending.pop(0)
             if key is None:

@@ -1,0 +1,1 @@
+"""The admin API: dial plans and prompts over HTTP, for admins, supervisors, agents."""

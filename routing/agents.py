@@ -1,0 +1,398 @@
+"""Agents' states and what to tell Asterisk about them: pure decisions.
+
+The router owns what an agent *wants* (logged in or out, a pause and its
+reason) and the wrap-up it enforces after each call; Asterisk owns what the
+phone *is* (idle, ringing, in use). Every change returns the queue actions
+that make Asterisk agree, and :mod:`ivr.agents` sends them over AMI.
+
+Wrap-up is the router's own, never app_queue's: after a transfer app_queue
+forgets ``LastCall`` (case 16) and its wrap-up silently ends. Here a wrap-up
+is a deadline the router keeps; nothing that Asterisk reports (``LastCall:
+0``, ``Paused: 0`` after a restart) ends it early, only its time, the agent
+unpausing or logging out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from routing.desks import penalty
+
+WRAP_UP = "wrap-up"  # the pause reason of the router's wrap-up
+DEFAULT_PAUSE = "break"
+# Feature codes *3<digit> from the agent's phone.
+PAUSE_CODES = {"1": "break", "2": "lunch", "3": "meeting", "4": "training"}
+
+# app_queue's member Status (ast_device_state).
+DEVICE_STATES = {
+    "0": "unknown",
+    "1": "idle",
+    "2": "in_use",
+    "3": "busy",
+    "4": "invalid",
+    "5": "unavailable",
+    "6": "ringing",
+    "7": "in_use",  # ringing while in use
+    "8": "on_hold",
+}
+# DeviceStateChange's State, by name.
+DEVICE_STATE_NAMES = {
+    "UNKNOWN": "unknown",
+    "NOT_INUSE": "idle",
+    "INUSE": "in_use",
+    "BUSY": "busy",
+    "INVALID": "invalid",
+    "UNAVAILABLE": "unavailable",
+    "RINGING": "ringing",
+    "RINGINUSE": "in_use",
+    "ONHOLD": "on_hold",
+}
+BUSY_DEVICES = frozenset({"in_use", "busy", "ringing", "on_hold"})
+GONE_DEVICES = frozenset({"invalid", "unavailable"})
+
+# What an agent is, as the statistics count it.
+STATUSES = ("available", "busy", "wrap_up", "paused", "unavailable", "logged_out")
+
+ActionKind = Literal["add", "remove", "pause", "unpause", "penalty", "hangup"]
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing to tell Asterisk. ``queue`` None: every queue of the agent."""
+
+    kind: ActionKind
+    extension: str
+    queue: str | None = None
+    penalty: int = 0
+    reason: str = ""
+    paused: bool = False
+    channel: str = ""  # hangup: the agent's ringing channel
+
+    @property
+    def interface(self) -> str:
+        return f"PJSIP/{self.extension}"
+
+
+@dataclass(frozen=True)
+class MemberSnapshot:
+    """One queue membership as ``QueueStatus`` reports it."""
+
+    queue: str
+    penalty: int
+    paused: bool
+    reason: str
+    last_pause: float  # epoch seconds; 0 when never paused
+    device: str
+
+
+@dataclass
+class Agent:
+    extension: str
+    name: str
+    skills: dict[str, int]
+    auto_login: bool = True
+    logged_in: bool = False
+    pause_reason: str | None = None  # a pause the agent asked for
+    wrapup_until: float | None = None  # monotonic deadline of the wrap-up
+    device: str = "unknown"
+    # caller channel -> the agent's channel ringing for it
+    ringing: dict[str, str] = field(default_factory=dict)
+    calls: set[str] = field(default_factory=set)  # caller channels connected
+
+    @property
+    def interface(self) -> str:
+        return f"PJSIP/{self.extension}"
+
+    def in_wrapup(self, now: float) -> bool:
+        return self.wrapup_until is not None and now < self.wrapup_until
+
+    def wants_paused(self, now: float) -> bool:
+        return self.pause_reason is not None or self.in_wrapup(now)
+
+    def pause_text(self, now: float) -> str:
+        return self.pause_reason or (WRAP_UP if self.in_wrapup(now) else "")
+
+    def status(self, now: float) -> str:
+        if not self.logged_in:
+            return "logged_out"
+        if self.calls or self.ringing or self.device in BUSY_DEVICES:
+            return "busy"
+        if self.in_wrapup(now):
+            return "wrap_up"
+        if self.pause_reason is not None:
+            return "paused"
+        if self.device in GONE_DEVICES:
+            return "unavailable"
+        return "available"
+
+
+class AgentBook:
+    """Every agent's state. ``queues`` maps desk ids to their queue names;
+    ``wrapup`` gives the wrap-up seconds of a desk (``default`` otherwise)."""
+
+    def __init__(
+        self,
+        agents: Iterable,
+        queues: Mapping[str, str],
+        *,
+        wrapup: Mapping[str, float] | None = None,
+        default_wrapup: float = 0.0,
+    ) -> None:
+        self.agents: dict[str, Agent] = {}
+        for agent in agents:
+            self.agents[agent.extension] = Agent(
+                agent.extension,
+                agent.name,
+                dict(agent.skills),
+                auto_login=getattr(agent, "auto_login", True),
+            )
+        self.queues = dict(queues)
+        self.desk_of_queue = {queue: desk for desk, queue in self.queues.items()}
+        self.wrapup = dict(wrapup or {})
+        self.default_wrapup = default_wrapup
+
+    # -- lookups -------------------------------------------------------------
+
+    def get(self, extension: str) -> Agent:
+        try:
+            return self.agents[extension]
+        except KeyError:
+            raise KeyError(f"no agent {extension!r}") from None
+
+    def by_interface(self, interface: str) -> Agent | None:
+        """PJSIP/6001 (or a channel PJSIP/6001-0000002a) -> its agent."""
+        extension = interface.split("/", 1)[-1].split("-", 1)[0]
+        return self.agents.get(extension)
+
+    def membership(self, agent: Agent) -> dict[str, int]:
+        """queue -> penalty for the agent's skills at desks that exist."""
+        return {
+            self.queues[desk]: penalty(level)
+            for desk, level in sorted(agent.skills.items())
+            if desk in self.queues and level >= 1
+        }
+
+    def wrapup_seconds(self, queue: str) -> float:
+        desk = self.desk_of_queue.get(queue, queue)
+        return float(self.wrapup.get(desk, self.default_wrapup))
+
+    def members_of(self, desk: str) -> list[Agent]:
+        return [a for a in self.agents.values() if a.logged_in and desk in a.skills]
+
+    # -- what agents ask for -----------------------------------------------------
+
+    def login(self, extension: str, now: float) -> list[Action]:
+        agent = self.get(extension)
+        if agent.logged_in:
+            return []
+        agent.logged_in = True
+        agent.wrapup_until = None
+        paused = agent.wants_paused(now)
+        return [
+            Action(
+                "add",
+                extension,
+                queue,
+                penalty=pen,
+                paused=paused,
+                reason=agent.pause_text(now),
+            )
+            for queue, pen in self.membership(agent).items()
+        ]
+
+    def logout(self, extension: str) -> list[Action]:
+        """Leave every queue; a phone ringing for a caller stops ringing,
+        so app_queue offers the caller to someone else."""
+        agent = self.get(extension)
+        if not agent.logged_in:
+            return []
+        agent.logged_in = False
+        agent.wrapup_until = None
+        agent.pause_reason = None
+        actions = [
+            Action("remove", extension, queue) for queue in self.membership(agent)
+        ]
+        actions += [
+            Action("hangup", extension, channel=channel)
+            for channel in agent.ringing.values()
+        ]
+        return actions
+
+    def pause(self, extension: str, reason: str, now: float) -> list[Action]:
+        agent = self.get(extension)
+        reason = reason.strip() or DEFAULT_PAUSE
+        if reason == WRAP_UP:
+            raise ValueError(f"'{WRAP_UP}' is the router's own pause reason")
+        agent.pause_reason = reason
+        if not agent.logged_in:
+            return []
+        return [Action("pause", extension, reason=reason, paused=True)]
+
+    def unpause(self, extension: str, now: float) -> list[Action]:
+        """Ready again: ends a pause and a wrap-up still running."""
+        agent = self.get(extension)
+        was_paused = agent.wants_paused(now)
+        agent.pause_reason = None
+        agent.wrapup_until = None
+        if not agent.logged_in or not was_paused:
+            return []
+        return [Action("unpause", extension)]
+
+    # -- what Asterisk reports ---------------------------------------------------
+
+    def called(self, extension: str, caller: str, channel: str) -> None:
+        agent = self.agents.get(extension)
+        if agent is not None:
+            agent.ringing[caller] = channel
+
+    def ring_ended(self, extension: str, caller: str) -> None:
+        agent = self.agents.get(extension)
+        if agent is not None:
+            agent.ringing.pop(caller, None)
+
+    def channel_gone(self, channel: str) -> None:
+        """An agent's channel hung up: it rings for nobody any more."""
+        agent = self.by_interface(channel)
+        if agent is None:
+            return
+        for caller, ringing in list(agent.ringing.items()):
+            if ringing == channel:
+                del agent.ringing[caller]
+
+    def connected(self, extension: str, caller: str) -> None:
+        agent = self.agents.get(extension)
+        if agent is not None:
+            agent.ringing.pop(caller, None)
+            agent.calls.add(caller)
+
+    def completed(
+        self, extension: str, caller: str, queue: str, now: float
+    ) -> list[Action]:
+        """The agent left a caller: start the wrap-up of ``queue``'s desk.
+
+        A wrap-up already running is only ever extended. An agent paused on
+        purpose stays paused; the wrap-up runs underneath.
+        """
+        agent = self.agents.get(extension)
+        if agent is None:
+            return []
+        agent.calls.discard(caller)
+        agent.ringing.pop(caller, None)
+        seconds = self.wrapup_seconds(queue)
+        if not agent.logged_in or seconds <= 0:
+            return []
+        already_paused = agent.wants_paused(now)
+        until = now + seconds
+        if agent.wrapup_until is None or agent.wrapup_until < until:
+            agent.wrapup_until = until
+        if already_paused:
+            return []
+        return [Action("pause", extension, reason=WRAP_UP, paused=True)]
+
+    def wrapup_due(self, extension: str, now: float) -> list[Action]:
+        """The wrap-up timer fired: unpause unless something else holds."""
+        agent = self.agents.get(extension)
+        if agent is None or agent.wrapup_until is None:
+            return []
+        if now < agent.wrapup_until:
+            return []  # extended meanwhile: a later timer ends it
+        agent.wrapup_until = None
+        if not agent.logged_in or agent.pause_reason is not None:
+            return []
+        return [Action("unpause", extension)]
+
+    def device_changed(self, extension: str, status: str) -> None:
+        """``status``: app_queue's number ("1") or the device state's name."""
+        agent = self.agents.get(extension)
+        if agent is not None:
+            agent.device = DEVICE_STATES.get(status) or DEVICE_STATE_NAMES.get(
+                status, "unknown"
+            )
+            if agent.device == "idle":
+                # Nothing rings and no call is up on an idle phone: events of
+                # a call that ended while we were away do not leave it busy.
+                agent.ringing.clear()
+                agent.calls.clear()
+
+    def forget_calls(self) -> None:
+        """After a reconnect: calls and rings are re-learnt from Asterisk."""
+        for agent in self.agents.values():
+            agent.ringing.clear()
+            agent.calls.clear()
+
+    # -- after a reconnect ---------------------------------------------------------
+
+    def reconcile(
+        self,
+        extension: str,
+        members: list[MemberSnapshot],
+        *,
+        now: float,
+        epoch: float,
+        adopt: bool,
+    ) -> list[Action]:
+        """Make Asterisk's memberships of one agent match the router's view.
+
+        ``adopt`` (the first session of this server) takes what Asterisk
+        holds as the truth: an agent in any queue is logged in, a pause keeps
+        its reason, and a wrap-up pause runs on for what is left of it. Later
+        sessions (Asterisk restarted or the link came back) re-apply the
+        router's view: a ``Paused: 0`` or ``LastCall: 0`` never ends a wrap-up.
+        """
+        agent = self.get(extension)
+        if members:
+            agent.device = members[0].device
+        if adopt:
+            self._adopt(agent, members, now, epoch)
+
+        wanted = self.membership(agent) if agent.logged_in else {}
+        paused = agent.wants_paused(now)
+        reason = agent.pause_text(now)
+        actual = {m.queue: m for m in members}
+        actions = []
+        for queue, pen in wanted.items():
+            member = actual.get(queue)
+            if member is None:
+                actions.append(
+                    Action(
+                        "add",
+                        extension,
+                        queue,
+                        penalty=pen,
+                        paused=paused,
+                        reason=reason,
+                    )
+                )
+                continue
+            if member.penalty != pen:
+                actions.append(Action("penalty", extension, queue, penalty=pen))
+            if member.paused != paused or (paused and member.reason != reason):
+                kind = "pause" if paused else "unpause"
+                actions.append(
+                    Action(kind, extension, queue, reason=reason, paused=paused)
+                )
+        for queue in actual:
+            if queue not in wanted:
+                actions.append(Action("remove", extension, queue))
+        return actions
+
+    def _adopt(
+        self, agent: Agent, members: list[MemberSnapshot], now: float, epoch: float
+    ) -> None:
+        if not members:
+            agent.logged_in = agent.auto_login
+            return
+        agent.logged_in = True
+        paused = [m for m in members if m.paused]
+        manual = [m for m in paused if m.reason != WRAP_UP]
+        if manual:
+            agent.pause_reason = manual[0].reason or DEFAULT_PAUSE
+        wrapups = [m for m in paused if m.reason == WRAP_UP]
+        if wrapups and agent.wrapup_until is None:
+            seconds = max(self.wrapup_seconds(m.queue) for m in wrapups)
+            started = max(m.last_pause for m in wrapups)
+            left = seconds - (epoch - started) if started > 0 else 0.0
+            if left > 0:
+                agent.wrapup_until = now + left
