@@ -23,6 +23,7 @@ from routing.menu import Collect, Hangup, MenuWalk, Play, Queue
 from routing.overflow import initial_max_penalty
 
 FALLBACK_DESK = "general"
+TYPE_AHEAD = "0123456789*#"
 
 
 class PromptPaths:
@@ -115,8 +116,15 @@ class IvrEngine:
                 menu = step.menu
                 self.tracker.menu_entered(call, menu)
             if isinstance(step, Play):
-                await channel.stream_file(self.prompts(step.prompt, step.language))
+                # Callers who know the menu may key ahead during the greeting
+                # or a notice: the key answers the menu that follows.
+                key = await channel.stream_file(
+                    self.prompts(step.prompt, step.language), TYPE_AHEAD
+                )
                 step = walk.after_play()
+                if key and isinstance(step, Collect) and step.max_digits == 1:
+                    step = walk.on_key(key)
+                    self.tracker.path(call, walk.path)
             elif isinstance(step, Collect):
                 key = await channel.get_data(
                     self.prompts(step.prompt, step.language),
