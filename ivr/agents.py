@@ -30,9 +30,9 @@ from panoramisk.message import Message
 
 from ivr import log
 from ivr.errors import AgentCommandError, AmiActionError, AmiError
+from ivr.queues import ami_action, member_snapshot, queue_status
 from routing.agents import (
     DEFAULT_PAUSE,
-    DEVICE_STATES,
     PAUSE_CODES,
     Action,
     Agent,
@@ -50,6 +50,8 @@ Job = Callable[[], Awaitable[Any]]
 
 
 class AgentDesk:
+    """The agents' book, applied to Asterisk and published (see the module doc)."""
+
     def __init__(
         self,
         session,
@@ -112,7 +114,7 @@ class AgentDesk:
         return self._submit(apply)
 
     async def _apply(self, action: Action) -> None:
-        name, headers = _ami_action(action)
+        name, headers = ami_action(action)
         try:
             await self.session.action(name, headers)
         except AmiActionError as exc:
@@ -269,6 +271,28 @@ class AgentDesk:
         if agent is None:
             return
         self.book.device_changed(agent.extension, event.get("Status", ""))
+        if "Paused" in event:
+            self._on_pause(event)  # publishes the change
+        else:
+            self._changed(agent)
+
+    def _on_pause(self, event: Message) -> None:
+        agent = self._agent(event)
+        if agent is None:
+            return
+        actions = self.book.pause_seen(
+            agent.extension,
+            event.get("Queue", ""),
+            event.get("Paused") == "1",
+            event.get("PausedReason") or event.get("Reason") or "",
+            self.clock(),
+        )
+        if actions:
+            log.routing.warning(
+                "agent %s paused for a wrap-up that is over: unpausing",
+                agent.extension,
+            )
+            self._send(actions)
         self._changed(agent)
 
     def _on_device_state(self, event: Message) -> None:
@@ -321,18 +345,30 @@ class AgentDesk:
 
     async def resync(self, *, adopt: bool) -> None:
         """Reconcile every agent with Asterisk's queues (see the module doc)."""
+        try:
+            await self._submit(self._reconcile(adopt, relearn=True))
+        except AmiError as exc:
+            # The next login reconciles again; the rest of the login goes on.
+            log.routing.warning("agents not reconciled with Asterisk: %s", exc)
+
+    def _reconcile(self, adopt: bool, relearn: bool = False) -> Job:
+        """The reconcile job; ``relearn`` (a new AMI session) also forgets
+        the calls and rings seen before, which Asterisk reports afresh."""
 
         async def job() -> None:
-            response = await self.session.action("QueueStatus", collect_events=True)
+            response = await queue_status(self.session)
             members: dict[str, list[MemberSnapshot]] = {}
             for event in getattr(response, "events", []):
                 if event.get("Event") != "QueueMember":
                     continue
                 agent = self._agent(event)
                 if agent is not None:
-                    members.setdefault(agent.extension, []).append(_snapshot(event))
+                    members.setdefault(agent.extension, []).append(
+                        member_snapshot(event)
+                    )
             now, epoch = self.clock(), time.time()
-            self.book.forget_calls()
+            if relearn:
+                self.book.forget_calls()
             actions: list[Action] = []
             for extension, agent in self.book.agents.items():
                 actions += self.book.reconcile(
@@ -355,7 +391,17 @@ class AgentDesk:
                 len(actions),
             )
 
-        await self._submit(job)
+        return job
+
+    def desks_changed(self, queues: dict[str, str]) -> None:
+        """A new dial plan: memberships follow its desks (a reconcile job)."""
+        if queues == self.book.queues:
+            return
+        self.book.set_queues(queues)
+        for problem in self.book.problems():
+            log.routing.warning("dial plan and agents: %s", problem)
+        if self.session.connected:
+            self._submit(self._reconcile(adopt=False))
 
     # -- what others see -------------------------------------------------------------
 
@@ -390,55 +436,6 @@ class AgentDesk:
                 log.routing.exception("an agent change listener failed")
 
 
-def _ami_action(action: Action) -> tuple[str, dict]:
-    if action.kind == "add":
-        return "QueueAdd", {
-            "Queue": action.queue,
-            "Interface": action.interface,
-            "StateInterface": action.interface,
-            "MemberName": action.extension,
-            "Penalty": action.penalty,
-            "Paused": "true" if action.paused else "false",
-            "Reason": action.reason or None,
-        }
-    if action.kind == "remove":
-        return "QueueRemove", {"Queue": action.queue, "Interface": action.interface}
-    if action.kind in ("pause", "unpause"):
-        return "QueuePause", {
-            "Interface": action.interface,
-            "Paused": "true" if action.kind == "pause" else "false",
-            "Queue": action.queue,
-            "Reason": action.reason or None,
-        }
-    if action.kind == "penalty":
-        return "QueuePenalty", {
-            "Interface": action.interface,
-            "Penalty": action.penalty,
-            "Queue": action.queue,
-        }
-    if action.kind == "hangup":
-        return "Hangup", {"Channel": action.channel}
-    raise ValueError(f"unknown agent action {action.kind!r}")
-
-
-def _snapshot(event: Message) -> MemberSnapshot:
-    return MemberSnapshot(
-        queue=event.get("Queue", ""),
-        penalty=_int(event.get("Penalty")),
-        paused=event.get("Paused") == "1",
-        reason=event.get("PausedReason", "") or "",
-        last_pause=float(_int(event.get("LastPause"))),
-        device=DEVICE_STATES.get(event.get("Status", ""), "unknown"),
-    )
-
-
-def _int(value: str | None) -> int:
-    try:
-        return int(value or 0)
-    except ValueError:
-        return 0
-
-
 _HANDLERS: dict[str, Callable[[AgentDesk, Message], None]] = {
     "AgentCalled": AgentDesk._on_called,
     "AgentRingNoAnswer": AgentDesk._on_ring_no_answer,
@@ -446,6 +443,7 @@ _HANDLERS: dict[str, Callable[[AgentDesk, Message], None]] = {
     "AgentComplete": AgentDesk._on_complete,
     "QueueMemberStatus": AgentDesk._on_member_status,
     "QueueMemberAdded": AgentDesk._on_member_status,
+    "QueueMemberPause": AgentDesk._on_pause,
     "DeviceStateChange": AgentDesk._on_device_state,
     "Hangup": AgentDesk._on_hangup,
 }

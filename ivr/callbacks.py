@@ -26,6 +26,7 @@ from panoramisk.message import Message
 from ivr import log
 from ivr.calls import Call, CallTracker
 from ivr.errors import AmiError, TicketStoreError
+from ivr.queues import queue_status
 from routing.overflow import position_by_wait
 
 USER_EVENT = "YhtCallback"
@@ -53,6 +54,8 @@ class Callback:
 
 
 class Callbacks:
+    """Callbacks requested and not yet connected, and the tasks placing them."""
+
     def __init__(
         self,
         session,
@@ -242,9 +245,7 @@ class Callbacks:
         """Behind those who waited longer than the caller, ahead of the rest."""
         call = callback.call
         waited = self.clock() - (call.queued_at or self.clock())
-        response = await self.session.action(
-            "QueueStatus", {"Queue": callback.queue}, collect_events=True
-        )
+        response = await queue_status(self.session, callback.queue)
         entries = [
             (_int(e.get("Priority")), float(_int(e.get("Wait"))))
             for e in getattr(response, "events", [])

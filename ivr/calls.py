@@ -58,6 +58,11 @@ class Call:
     queued_at: float | None = None
     answered_at: float | None = None
     opened: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def label(self) -> str:
+        """How logs name the call: its ticket number once there is one."""
+        return self.ticket_number or self.linkedid
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -106,8 +111,13 @@ class CallTracker:
     def by_channel(self, channel: str) -> Call | None:
         return self.calls.get(channel)
 
-    async def call_for(self, channel: str, linkedid: str, env: dict) -> Call:
-        """The tracked call of an AGI channel, adopting it if we missed its arrival."""
+    async def call_for(
+        self, channel: str, linkedid: str, env: dict, *, wait: bool = True
+    ) -> Call:
+        """The tracked call of an AGI channel, adopting it if we missed its arrival.
+
+        With ``wait`` it returns once the call's ticket exists.
+        """
         call = self.calls.get(channel)
         if call is None:
             call = self._arrive(
@@ -116,7 +126,8 @@ class CallTracker:
                 env.get("agi_callerid", ""),
                 env.get("agi_calleridname", ""),
             )
-        await call.opened.wait()
+        if wait:
+            await call.opened.wait()
         return call
 
     # -- what the engine reports -----------------------------------------------
@@ -324,6 +335,18 @@ class CallTracker:
 
     def _on_agent_complete(self, event: Message) -> None:
         call = self.calls.get(event.get("Channel", ""))
+        if call is None:
+            # Asterisk 22 now and then sends AgentComplete without the caller's
+            # channel fields: find the call by the agent who had it.
+            agent = _extension(event.get("Interface", ""))
+            call = next(
+                (
+                    c
+                    for c in self.calls.values()
+                    if agent and c.agent == agent and c.phase == "answered"
+                ),
+                None,
+            )
         if call is None:
             return
         talk = _number(event.get("TalkTime"))

@@ -10,6 +10,7 @@ queues to ``general`` whenever ``YHT_DESK`` is empty.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -24,6 +25,8 @@ from routing.overflow import initial_max_penalty
 
 FALLBACK_DESK = "general"
 TYPE_AHEAD = "0123456789*#"
+# How long the hand-off to a desk waits for a slow ticket store, at most.
+TICKET_WAIT = 2.0
 
 
 class PromptPaths:
@@ -67,8 +70,10 @@ class IvrEngine:
         return len(self._tasks)
 
     async def _run(self, channel: AgiChannel) -> None:
+        # The greeting does not wait for the ticket: under load the ticket
+        # writes queue up, and a late greeting loses the caller's first key.
         call = await self.tracker.call_for(
-            channel.channel, channel.linkedid, channel.env
+            channel.channel, channel.linkedid, channel.env, wait=False
         )
         # A walk is bound to the plan version current when the call began:
         # a reload never changes the menu under a caller's feet.
@@ -79,27 +84,26 @@ class IvrEngine:
                 facts = await self._caller_facts(call.caller_number, plan)
             except Exception:
                 # Caller routing is a nicety; the menu must go on without it.
-                log.routing.exception("no caller facts for %s", call.ticket_number)
+                log.routing.exception("no caller facts for %s", call.label)
         # Desk hours and notices are judged at the hotline's clock.
         walk = MenuWalk(plan, language="zh", caller=facts, now=datetime.now(BEIJING))
         try:
-            await channel.set_variable("YHT_TICKET", call.ticket_number)
             await self._walk(channel, call, walk, plan)
         except AgiHangup:
-            log.ivr.info("call %s hung up in the menu", call.ticket_number)
+            log.ivr.info("call %s hung up in the menu", call.label)
         except asyncio.CancelledError:
             await self._rescue(channel, call, "the server is shutting down")
             raise
         except (AgiError, AmiError) as exc:
             log.ivr.warning(
                 "call %s: IVR failed (%s); sending it to the general desk",
-                call.ticket_number,
+                call.label,
                 exc,
             )
             await self._rescue(channel, call, f"IVR failure: {exc}")
         except Exception:
             log.ivr.exception(
-                "call %s: IVR bug; sending it to the general desk", call.ticket_number
+                "call %s: IVR bug; sending it to the general desk", call.label
             )
             await self._rescue(channel, call, "IVR failure")
         finally:
@@ -164,6 +168,10 @@ class IvrEngine:
         max_penalty: int | None = None,
     ) -> None:
         self.tracker.routed(call, desk, priority, reason)
+        with contextlib.suppress(TimeoutError):
+            # Agents' screens find the ticket by this variable.
+            await asyncio.wait_for(call.opened.wait(), TICKET_WAIT)
+            await channel.set_variable("YHT_TICKET", call.ticket_number)
         await channel.set_variable("YHT_DESK", queue)
         await channel.set_variable("YHT_PRIORITY", str(priority))
         if max_penalty is not None:
@@ -184,7 +192,7 @@ class IvrEngine:
             # fallback (and a server that adopts calls on reconnect) takes over.
             log.ivr.warning(
                 "call %s could not be handed to the general desk: %s",
-                call.ticket_number,
+                call.label,
                 exc,
             )
 

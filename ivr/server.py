@@ -23,6 +23,7 @@ from ivr.ami.session import AmiSession
 from ivr.callbacks import Callbacks
 from ivr.calls import CallTracker
 from ivr.config import Config
+from ivr.desk_status import DeskBoard
 from ivr.dialplan_live import LivePlan, PlanFileWatcher
 from ivr.dialplan_store import DialplanStore, PlanVersion
 from ivr.dialplans import load_dialplan_file
@@ -59,6 +60,7 @@ class HotlineServer:
         self.agents: AgentDesk | None = None
         self.waiting: WaitingRoom | None = None
         self.callbacks: Callbacks | None = None
+        self.desks: DeskBoard | None = None
         self.callback_dial = config.routing.callback_dial.format
         # Issue 3: every publish goes through self.plans, which sets self.plan.
         self.admin_settings = load_admin_settings(config)
@@ -139,7 +141,7 @@ class HotlineServer:
         # later ones re-apply ours (Asterisk restarted). Issue 4.
         await self.agents.resync(adopt=self.session.connections == 1)
         await self.tracker.resync(self.session)
-        await self.waiting.resync()
+        await self._resync_waiting()  # issue 4
         await self._rescue_stranded_agi()
         self.bus.publish(
             "ami.reconnected" if self.session.connections > 1 else "ami.connected",
@@ -215,6 +217,8 @@ class HotlineServer:
 
     def _plan_changed(self, plan, version: PlanVersion) -> None:
         self.plan = plan
+        if self.agents is not None:  # issue 4: a new desk gets its agents
+            self.agents.desks_changed({d: plan.queue_name(d) for d in plan.desks})
 
     async def _start_admin(self) -> None:
         path = self.config.dialplan_path
@@ -236,7 +240,11 @@ class HotlineServer:
         assert settings.tokens_file is not None
         library = PromptLibrary(settings.prompts_dir, settings.install_dir)
         tokens = TokenBook.load(settings.tokens_file)
-        app = make_app(self.plans, library, tokens, extra=self._ticket_routes())
+        from ivr.web.status_routes import STATUS_OPERATIONS, attach  # issue 4
+
+        extra = self._ticket_routes() + STATUS_OPERATIONS
+        app = make_app(self.plans, library, tokens, extra=extra)
+        attach(app, self.desks, self.agents)  # issue 4
         if self.workorders is not None:
             from ivr.web.tickets_api import WORKORDERS
 
@@ -277,6 +285,8 @@ class HotlineServer:
             default_wrapup=routing.wrapup_seconds,
         )
         self.agents = AgentDesk(self.session, self.bus, book)
+        for problem in book.problems():
+            log.routing.warning("configuration: %s", problem)
         self.waiting = WaitingRoom(self.session, self.tracker, lambda: self.plan)
         self.callbacks = Callbacks(
             self.session,
@@ -287,6 +297,15 @@ class HotlineServer:
         for handler in (self.agents.handle, self.waiting.handle, self.callbacks.handle):
             self.session.on_event(handler)
         self.session.on_disconnected(lambda why: self.waiting.forget())
+        self.desks = DeskBoard(
+            self.bus,
+            self.tracker,
+            self.agents,
+            lambda: self.plan,
+            callbacks=self.callbacks,
+            interval=routing.status_interval,
+        )
+        self.session.on_event(self.desks.handle)
         self.bus.subscribe("commands/agent/+", self.agents.on_command)
         self.bus.subscribe("commands/call/flag", self.waiting.on_command)
 
@@ -295,7 +314,13 @@ class HotlineServer:
             "agents": self.agents.run(),
             "waiting": self.waiting.run(),
             "callbacks": self.callbacks.run(),
+            "desk-status": self.desks.run(),
         }
+
+    async def _resync_waiting(self) -> None:
+        """Callers waiting now, once the tracker knows the calls again."""
+        await self.waiting.resync()
+        await self.desks.resync(self.session)
 
 
 async def serve(config: Config) -> int:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from panoramisk.message import Message
@@ -33,6 +33,7 @@ from panoramisk.message import Message
 from ivr import log
 from ivr.calls import Call, CallTracker
 from ivr.errors import AmiActionError, AmiError
+from ivr.queues import queue_status
 from routing.overflow import Step, WaitPlan, position_by_wait, queued_priority
 
 CRISIS = "crisis"
@@ -62,6 +63,8 @@ class Waiter:
 
 
 class WaitingRoom:
+    """Every citizen waiting in a queue, with the timer of their wait plan."""
+
     def __init__(
         self,
         session,
@@ -69,11 +72,13 @@ class WaitingRoom:
         plan_provider: Callable[[], object],
         *,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.session = session
         self.tracker = tracker
         self._plan = plan_provider
         self.clock = clock
+        self._sleep = sleep
         self.waiters: dict[str, Waiter] = {}  # by caller channel
         self._tasks: set[asyncio.Task] = set()
         self._closed = asyncio.Event()
@@ -236,7 +241,7 @@ class WaitingRoom:
         while (at := waiter.plan.next_at()) is not None:
             delay = waiter.first_queued + at - self.clock()
             if delay > 0:
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
                 continue
             if self.waiters.get(waiter.channel) is not waiter:
                 return
@@ -295,9 +300,7 @@ class WaitingRoom:
     async def _position(self, waiter: Waiter, queue: str, waited: float) -> int:
         """The caller's place in ``queue``: their own if they are in it,
         otherwise behind everyone who has waited longer."""
-        response = await self.session.action(
-            "QueueStatus", {"Queue": queue}, collect_events=True
-        )
+        response = await queue_status(self.session, queue)
         entries = []
         for event in getattr(response, "events", []):
             if event.get("Event") != "QueueEntry" or event.get("Queue") != queue:
@@ -346,7 +349,7 @@ class WaitingRoom:
         taken at once (a caller held to level 1 is widened without delay).
         """
         try:
-            response = await self.session.action("QueueStatus", collect_events=True)
+            response = await queue_status(self.session)
         except AmiError as exc:
             log.routing.warning("cannot list waiting callers: %s", exc)
             return

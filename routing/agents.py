@@ -52,6 +52,9 @@ DEVICE_STATE_NAMES = {
 BUSY_DEVICES = frozenset({"in_use", "busy", "ringing", "on_hold"})
 GONE_DEVICES = frozenset({"invalid", "unavailable"})
 
+# Events about our own actions arrive this long after we decided otherwise.
+ECHO_SECONDS = 2.0
+
 # What an agent is, as the statistics count it.
 STATUSES = ("available", "busy", "wrap_up", "paused", "unavailable", "logged_out")
 
@@ -96,10 +99,14 @@ class Agent:
     logged_in: bool = False
     pause_reason: str | None = None  # a pause the agent asked for
     wrapup_until: float | None = None  # monotonic deadline of the wrap-up
+    wrapup_ended: float = float("-inf")  # when the last wrap-up ended
     device: str = "unknown"
     # caller channel -> the agent's channel ringing for it
     ringing: dict[str, str] = field(default_factory=dict)
     calls: set[str] = field(default_factory=set)  # caller channels connected
+    # queue -> reason, for queues where Asterisk reports the member paused
+    # (by the router, or by someone at Asterisk's own CLI).
+    paused_in: dict[str, str] = field(default_factory=dict)
 
     @property
     def interface(self) -> str:
@@ -126,6 +133,13 @@ class Agent:
         if self.device in GONE_DEVICES:
             return "unavailable"
         return "available"
+
+    def status_in(self, queue: str, now: float) -> str:
+        """The status as one desk sees it: paused there counts as paused."""
+        status = self.status(now)
+        if status in ("available", "unavailable") and queue in self.paused_in:
+            return "paused"
+        return status
 
 
 class AgentBook:
@@ -173,6 +187,28 @@ class AgentBook:
             for desk, level in sorted(agent.skills.items())
             if desk in self.queues and level >= 1
         }
+
+    def set_queues(self, queues: Mapping[str, str]) -> None:
+        """The dial plan's desks changed: desk ids -> their queue names."""
+        self.queues = dict(queues)
+        self.desk_of_queue = {queue: desk for desk, queue in self.queues.items()}
+
+    def problems(self) -> list[str]:
+        """Skills naming desks the dial plan does not have, and desks nobody
+        serves: each would leave calls or agents idle."""
+        found = [
+            f"agent {a.extension}: skill for unknown desk {desk!r}"
+            for a in self.agents.values()
+            for desk in sorted(a.skills)
+            if desk not in self.queues
+        ]
+        served = {desk for a in self.agents.values() for desk in a.skills}
+        found += [
+            f"desk {desk!r}: no agent has its skill"
+            for desk in sorted(self.queues)
+            if desk not in served
+        ]
+        return found
 
     def wrapup_seconds(self, queue: str) -> float:
         desk = self.desk_of_queue.get(queue, queue)
@@ -235,6 +271,8 @@ class AgentBook:
         agent = self.get(extension)
         was_paused = agent.wants_paused(now)
         agent.pause_reason = None
+        if agent.in_wrapup(now):
+            agent.wrapup_ended = now
         agent.wrapup_until = None
         if not agent.logged_in or not was_paused:
             return []
@@ -278,7 +316,9 @@ class AgentBook:
         agent = self.agents.get(extension)
         if agent is None:
             return []
-        agent.calls.discard(caller)
+        # One call at a time: whatever it was, it is over. (Asterisk 22 now
+        # and then leaves the caller's channel out of AgentComplete.)
+        agent.calls.clear()
         agent.ringing.pop(caller, None)
         seconds = self.wrapup_seconds(queue)
         if not agent.logged_in or seconds <= 0:
@@ -299,9 +339,42 @@ class AgentBook:
         if now < agent.wrapup_until:
             return []  # extended meanwhile: a later timer ends it
         agent.wrapup_until = None
+        agent.wrapup_ended = now
         if not agent.logged_in or agent.pause_reason is not None:
             return []
         return [Action("unpause", extension)]
+
+    def pause_seen(
+        self, extension: str, queue: str, paused: bool, reason: str, now: float
+    ) -> list[Action]:
+        """Asterisk reports a member paused or unpaused in ``queue``.
+
+        The router's wants stand (nothing here changes them), with one
+        exception it owns: a member paused for a wrap-up the router is not
+        running (its unpause was lost, or it ended meanwhile) is unpaused, so
+        no wrap-up pause outlives its time.
+        """
+        agent = self.agents.get(extension)
+        if agent is None:
+            return []
+        if not paused:
+            agent.paused_in.pop(queue, None)
+            return []
+        agent.paused_in[queue] = reason
+        # A wrap-up whose time is up but whose timer has not run yet ends now.
+        ended = (
+            agent.wrapup_until if agent.wrapup_until is not None else agent.wrapup_ended
+        )
+        if (
+            reason == WRAP_UP
+            and agent.logged_in
+            and not agent.wants_paused(now)
+            # Not the echo of our own pause, sent just before the wrap-up
+            # ended: its unpause is on the way.
+            and now - ended > ECHO_SECONDS
+        ):
+            return [Action("unpause", extension, queue)]
+        return []
 
     def device_changed(self, extension: str, status: str) -> None:
         """``status``: app_queue's number ("1") or the device state's name."""
@@ -344,6 +417,7 @@ class AgentBook:
         agent = self.get(extension)
         if members:
             agent.device = members[0].device
+        agent.paused_in = {m.queue: m.reason for m in members if m.paused}
         if adopt:
             self._adopt(agent, members, now, epoch)
 

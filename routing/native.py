@@ -22,8 +22,15 @@ The rules are MenuWalk's: wrong keys and silences count together; entering a
 menu (repeating it too) resets the count; a ``collect`` keeps its menu's count
 and asks for the digits again; the failure prompt plays before
 ``on_failure``, whose count starts afresh; key 0 reaches ``zero_for_person``
-unless the menu uses 0 itself. A ``transfer`` goes to the general desk, as in
+unless the menu uses 0 itself; ``mode: direct`` queues every caller to the
+start desk after the greeting. A ``transfer`` goes to the general desk, as in
 the IVR engine: neither can dial out yet.
+
+What needs the server is left out, on purpose, for a fallback: facts about
+the caller (``enterprises``, ``returning_callers``), the ``notice``, desks'
+opening hours (the official calendar has holidays and make-up days that
+dialplan cannot know) with their ``when_closed``, ``overflow`` and callbacks.
+Every desk is open while the server is away.
 
 Channel variables set on the way: ``YHT_IVR=native``, ``YHT_MENU``,
 ``YHT_FAILS``, ``YHT_DESK`` (the queue), ``YHT_PRIORITY``,
@@ -121,10 +128,13 @@ class _Compiler:
 
     def _entry(self) -> list[str]:
         steps: list[Step] = [("", "Answer()"), ("", "Set(YHT_IVR=native)")]
-        greeting = self.plan.start.greeting
-        if greeting:
-            steps.append(("", f"Playback({self._prompt(greeting)})"))
-        steps.append(("", self._goto_menu(self.plan.start.menu)))
+        start = self.plan.start
+        if start.greeting:
+            steps.append(("", f"Playback({self._prompt(start.greeting)})"))
+        if self.plan.mode == "direct" or start.menu is None:
+            steps += self._to_queue(start.desk or GENERAL, 0, "direct")
+        else:
+            steps.append(("", self._goto_menu(start.menu)))
         return _exten(ENTRY, steps)
 
     def _queue(self) -> list[str]:

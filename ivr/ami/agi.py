@@ -121,6 +121,12 @@ class AgiChannel:
             ) from None
         finally:
             self._waiters.pop(command_id, None)
+            # A hangup may have failed the waiter while we were leaving by
+            # another way: retrieve it so asyncio does not log it as lost.
+            if future.done() and not future.cancelled():
+                future.exception()
+            else:
+                future.cancel()
         return parse_result(raw)
 
     async def stream_file(self, path: str, escape_digits: str = "") -> str | None:

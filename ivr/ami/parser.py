@@ -117,8 +117,20 @@ def parse_message(block: bytes) -> Message | None:
     return Message(headers, content)
 
 
+_KNOWN_NAMES: set[str] = set()
+# Asterisk uses a few hundred header names; the bound keeps junk from growing it.
+_KNOWN_NAMES_MAX = 4096
+
+
 def _is_header_name(key: str) -> bool:
-    return 0 < len(key) <= 64 and all(c.isalnum() or c in "-_" for c in key)
+    # Hot path: every line of every event. Names seen before skip the check.
+    if key in _KNOWN_NAMES:
+        return True
+    if not (0 < len(key) <= 64 and all(c.isalnum() or c in "-_" for c in key)):
+        return False
+    if len(_KNOWN_NAMES) < _KNOWN_NAMES_MAX:
+        _KNOWN_NAMES.add(key)
+    return True
 
 
 def command_output(message: Message) -> list[str]:

@@ -343,14 +343,22 @@ def chart(results: dict, path: Path) -> None:
     ax_cpu.legend(fontsize=8)
 
     facts = results["machine"]
+    others = ", ".join(
+        f"{arm} {_share(data['fixed']['cpu_s'])}" for arm, data in arms.items()
+    )
     fig.suptitle(
         f"yihaotong bench ({results['preset']}): {facts['cores']} cores, "
-        f"{facts['cpu_model']}; load average before "
-        f"{results['load_average_before'][0]}",
+        f"{facts['cpu_model']}; CPU taken by other work during the fixed load: "
+        f"{others}",
         fontsize=10,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def _share(cpu: dict) -> str:
+    total = cpu.get("machine_total") or 0
+    return f"{cpu['others'] / total:.0%}" if total else "?"
 
 
 def update_docs(path: Path, block: str) -> None:
@@ -468,7 +476,8 @@ def summary(results: dict) -> str:
         "CPU of other work during the fixed load (s)",
         lambda a: (
             f"{a['fixed']['cpu_s']['others']:.1f} of "
-            f"{a['fixed']['cpu_s']['machine_total']:.0f}"
+            f"{a['fixed']['cpu_s']['machine_total']:.0f} "
+            f"({_share(a['fixed']['cpu_s'])})"
         ),
     )
 

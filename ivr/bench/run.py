@@ -152,16 +152,18 @@ async def _run_phase(
     calls, originated_until, finished = await load.run(phase, arm)
     if any(c.ended is None for c in calls):
         await stack.hang_up_callers()
+    verdicts = {call.id: call.verdict(load.menu) for call in calls}
     tickets: dict = {}
     if arm == "A":
-        tickets = await _check_tickets(stack.store_path, calls)
+        failed = {i for i, why in verdicts.items() if why}
+        tickets = await _check_tickets(stack.store_path, calls, failed)
     cpu_end = meter.sample()
     after = await stack.server_stats() if arm == "A" else None
 
     failures: Counter = Counter()
     completed = []
     for call in calls:
-        why = call.verdict(load.menu) or tickets.get(call.id, "")
+        why = verdicts[call.id] or tickets.get(call.id, "")
         if why:
             failures[why] += 1
         else:
@@ -188,24 +190,29 @@ async def _run_phase(
         arm,
         phase.name,
         len(completed),
-        len(calls),
+        phase.calls,
         result["throughput_cps"],
         result["latency_ms"]["key_to_prompt"].get("p99"),
         result["peak_concurrent"],
-        f", FAILED: {dict(failures)}" if failures else "",
+        f", FAILED: {result['failures']}" if result["failed"] else "",
     )
     return result
 
 
-async def _check_tickets(path: Path, calls: list[BenchCall]) -> dict[int, str]:
+async def _check_tickets(
+    path: Path, calls: list[BenchCall], failed: set[int]
+) -> dict[int, str]:
     """Per call, what is wrong with its ticket (nothing: not listed).
 
-    Waits for the server's last writes: a ticket closes after its hangup.
+    Every call needs exactly one closed ticket; one that went as scripted
+    also needs outcome ``answered`` and the desk of its key (a failed call's
+    ticket rightly tells another story). Waits for the server's last writes:
+    a ticket closes after its hangup.
     """
     by_channel = {c.channel: c for c in calls if c.channel}
     deadline = time.monotonic() + TICKET_WAIT
     while True:
-        problems = await asyncio.to_thread(_ticket_problems, path, by_channel)
+        problems = await asyncio.to_thread(_ticket_problems, path, by_channel, failed)
         waiting = {"ticket missing", "ticket still open"} & set(problems.values())
         if not waiting or time.monotonic() > deadline:
             break
@@ -216,7 +223,9 @@ async def _check_tickets(path: Path, calls: list[BenchCall]) -> dict[int, str]:
     return problems
 
 
-def _ticket_problems(path: Path, by_channel: dict[str, BenchCall]) -> dict[int, str]:
+def _ticket_problems(
+    path: Path, by_channel: dict[str, BenchCall], failed: set[int]
+) -> dict[int, str]:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     try:
         rows = db.execute(
@@ -240,8 +249,8 @@ def _ticket_problems(path: Path, by_channel: dict[str, BenchCall]) -> dict[int, 
             problems[call.id] = "ticket duplicated"
         elif status != "closed":
             problems[call.id] = "ticket still open"
-        elif call.error:
-            continue  # the call failed already; its ticket says so
+        elif call.id in failed:
+            continue  # the call failed already; its ticket says how
         elif outcome != "answered":
             problems[call.id] = f"ticket outcome {outcome}"
         elif (desk, queue) != (call.desk, call.queue):

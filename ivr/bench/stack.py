@@ -153,6 +153,7 @@ class BenchStack:
         self.broker: Mosquitto | None = None
         self.session: AmiSession | None = None
         self.server: subprocess.Popen[bytes] | None = None
+        self.sounds_dir = ""  # as Asterisk sees it, known once started
         self.desks = {desk: self.plan.queue_name(desk) for desk in self.plan.desks}
         self._session_task: asyncio.Task | None = None
         self._secrets = {

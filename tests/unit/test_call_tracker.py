@@ -94,3 +94,18 @@ async def test_a_call_answered_from_a_queue_is_answered_with_agent_and_times(tra
     assert ticket["ended_by"] == "agent"
     types = [t for t, _, _ in tracker.events.events]
     assert types == ["call.arrived", "call.queued", "call.answered", "call.ended"]
+
+
+async def test_agent_complete_without_channel_fields_is_matched_by_agent(tracker):
+    events = CASE06.split(b"Event: Hangup")[0] + (
+        b"Event: QueueCallerJoin\r\nChannel: PJSIP/pstn-00000011\r\nQueue: yi\r\n\r\n"
+        b"Event: AgentConnect\r\nChannel: PJSIP/pstn-00000011\r\nQueue: yi\r\n"
+        b"Interface: PJSIP/6004\r\nMemberName: Ayi\r\n\r\n"
+        b"Event: AgentComplete\r\nQueue: yi\r\nInterface: PJSIP/6004\r\n"
+        b"TalkTime: 30\r\nReason: caller\r\n\r\n"
+    )
+    feed(tracker, events)
+    await run(tracker)
+    (ticket,) = await tracker.store.find()
+    assert ticket["ended_by"] == "caller"
+    assert ticket["talk_time"] is not None

@@ -200,6 +200,24 @@ def test_collects_check_their_digits(rich):
     )
 
 
+def test_a_direct_plan_queues_after_the_greeting():
+    plan = parse_dialplan(
+        """\
+name: direct
+version: 1
+mode: direct
+prompts:
+  hello: {text: {zh: 你好}}
+desks:
+  general: {name: 综合}
+  business: {name: 营商环境, queue: q-business}
+start: {greeting: hello, desk: business}
+"""
+    )
+    assert native_trace(plan, []) == [("play", "hello"), ("queue", "q-business", 0)]
+    assert native_trace(plan, []) == walk_trace(plan, [])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

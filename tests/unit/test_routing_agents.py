@@ -230,3 +230,38 @@ def test_a_restarted_server_adopts_members_pauses_and_what_is_left_of_a_wrapup()
     stale = [member("business", paused=True, reason=WRAP_UP, last_pause=1.0)]
     actions = b2.reconcile("6001", stale, now=0.0, epoch=500.0, adopt=True)
     assert Action("unpause", "6001", "business") in actions
+
+
+def test_skills_for_missing_desks_and_desks_nobody_serves_are_reported():
+    b = AgentBook(
+        [Cfg("6001", "A", {"business": 1, "police": 1})],
+        {"business": "business", "general": "general"},
+    )
+    assert b.problems() == [
+        "agent 6001: skill for unknown desk 'police'",
+        "desk 'general': no agent has its skill",
+    ]
+    assert b.login("6001", 0.0) == [Action("add", "6001", "business", penalty=0)]
+    # A dial plan that adds the desk: the next reconcile adds the member.
+    b.set_queues({"business": "business", "general": "general", "police": "police"})
+    assert b.reconcile(
+        "6001", [member("business")], now=0.0, epoch=0.0, adopt=False
+    ) == [Action("add", "6001", "police", penalty=0)]
+
+
+def test_pauses_seen_in_asterisk_count_per_desk_and_stale_wrapups_end():
+    b = logged_in(book(), "6001")
+    # Paused at Asterisk's CLI in one queue only: paused there, not elsewhere.
+    assert b.pause_seen("6001", "business", True, "cli", 0.0) == []
+    agent = b.get("6001")
+    assert agent.status_in("business", 0.0) == "paused"
+    assert agent.status_in("general", 0.0) == "available"
+    assert b.pause_seen("6001", "business", False, "", 0.0) == []
+    assert agent.status_in("business", 0.0) == "available"
+    # A wrap-up pause the router is running stays; one it is not is ended.
+    b.completed("6001", "PJSIP/pstn-1", "business", 0.0)
+    assert b.pause_seen("6001", "business", True, WRAP_UP, 1.0) == []
+    assert b.pause_seen("6001", "general", True, WRAP_UP, 10.5) == []  # our echo
+    assert b.pause_seen("6001", "general", True, WRAP_UP, 13.0) == [
+        Action("unpause", "6001", "general")
+    ]
