@@ -42,7 +42,5 @@ def memberships(
                 )
             if level < 1:
                 raise ValueError(f"agent {extension}: skill level {level} for {desk}")
-            result.append(
-                Membership(desk, f"PJSIP/{extension}", name, penalty(level))
-            )
+            result.append(Membership(desk, f"PJSIP/{extension}", name, penalty(level)))
     return result
