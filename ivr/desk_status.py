@@ -88,7 +88,7 @@ class DeskBoard:
         call = self.tracker.by_channel(channel)
         if call is not None and call.desk in plan.desks:
             return call.desk
-        return _desk_of(plan, queue)
+        return plan.desk_of_queue(queue)
 
     # -- after each login to Asterisk --------------------------------------------
 
@@ -188,13 +188,6 @@ class DeskBoard:
 def _epoch(text: str | None) -> float | None:
     moment = parse_iso(text)
     return moment.timestamp() if moment is not None else None
-
-
-def _desk_of(plan, queue: str) -> str:
-    for desk in plan.desks:
-        if plan.queue_name(desk) == queue:
-            return desk
-    return queue
 
 
 def _int(value) -> int:

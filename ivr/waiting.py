@@ -131,7 +131,7 @@ class WaitingRoom:
         if call is None:
             return  # not a citizen's call (a callback waiting for an agent)
         plan = self._plan()
-        desk = call.desk if call.desk in plan.desks else _desk_of(plan, queue)
+        desk = call.desk if call.desk in plan.desks else plan.desk_of_queue(queue)
         # QueueCallerJoin's "Priority" is the dialplan's, not the queue's.
         base = call.priority if priority is None else priority
         waiter = Waiter(
@@ -364,13 +364,6 @@ class WaitingRoom:
             waiter = self.waiters.get(channel)
             if waiter is not None:
                 waiter.first_queued = now - _int(event.get("Wait"))
-
-
-def _desk_of(plan, queue: str) -> str:
-    for desk in plan.desks:
-        if plan.queue_name(desk) == queue:
-            return desk
-    return queue
 
 
 def _int(value) -> int:

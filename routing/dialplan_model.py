@@ -438,6 +438,13 @@ class DialPlan(_Model):
         """The Asterisk queue behind ``desk``."""
         return self.desks[desk].queue or desk
 
+    def desk_of_queue(self, queue: str) -> str:
+        """The desk an Asterisk queue serves (the queue's name if none)."""
+        for desk in self.desks:
+            if self.queue_name(desk) == queue:
+                return desk
+        return queue
+
 
 # These name Action before it exists; complete them now, not at first use.
 for _model in (PlayAction, Collect, CollectAction, Desk, DialPlan):
