@@ -13,6 +13,7 @@ FIFO that a single owned task drains, so a call's writes keep their order.
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,8 +23,11 @@ from panoramisk.message import Message
 
 from ivr import log
 from ivr.dtmf import DtmfDetector
-from ivr.errors import AmiError, TicketStoreError
+from ivr.errors import AgiHangup, AmiError, TicketStoreError
 from ivr.tickets import TicketStore, now_iso
+
+# A busy or failing store is tried again after these pauses (seconds).
+WRITE_RETRY_DELAYS = (0.5, 1, 2, 4, 8, 15, 30)
 
 # What phase a call was in decides its outcome when it ends.
 OUTCOME_BY_PHASE = {
@@ -63,6 +67,7 @@ class Call:
     def label(self) -> str:
         """How logs name the call: its ticket number once there is one."""
         return self.ticket_number or self.linkedid
+
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -81,6 +86,8 @@ class CallTracker:
         self.hotline_number = hotline_number
         self.calls: dict[str, Call] = {}  # by caller channel
         self._dtmf = DtmfDetector()
+        # Channels whose Hangup we handled, lately: never adopted again.
+        self._ended: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._jobs: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         self.calls_seen = 0
         self.calls_ended = 0
@@ -91,13 +98,34 @@ class CallTracker:
         while True:
             job = await self._jobs.get()
             try:
-                await job()
-            except TicketStoreError:
-                log.tickets.exception("a ticket write failed")
+                await self._attempt(job)
             except Exception:
                 log.tickets.exception("a call-tracking job failed")
             finally:
                 self._jobs.task_done()
+
+    async def _attempt(self, job: Callable[[], Awaitable[None]]) -> None:
+        """Run a write, retrying while the store is busy or failing.
+
+        A failed write rolls back whole, so trying again is safe; the jobs
+        after it wait, which keeps each call's writes in order.
+        """
+        for delay in (*WRITE_RETRY_DELAYS, None):
+            try:
+                await job()
+                return
+            except TicketStoreError as exc:
+                if delay is None:
+                    log.tickets.error(
+                        "a ticket write failed %d times, giving up: %s",
+                        len(WRITE_RETRY_DELAYS) + 1,
+                        exc,
+                    )
+                    return
+                log.tickets.warning(
+                    "a ticket write failed (%s); trying again in %.0f s", exc, delay
+                )
+                await asyncio.sleep(delay)
 
     async def drain(self) -> None:
         """Wait until every queued ticket write is done."""
@@ -120,6 +148,9 @@ class CallTracker:
         """
         call = self.calls.get(channel)
         if call is None:
+            if channel in self._ended:
+                # Its Hangup was handled before the IVR asked: nothing to run.
+                raise AgiHangup(f"{channel} hung up before its menu began")
             call = self._arrive(
                 channel,
                 linkedid,
@@ -373,6 +404,9 @@ class CallTracker:
         call = self.calls.pop(event.get("Channel", ""), None)
         if call is None:
             return
+        self._ended[call.channel] = None
+        while len(self._ended) > 1000:
+            self._ended.popitem(last=False)
         self._dtmf.forget(call.channel)
         cause = _int(event.get("Cause"))
         self._end(call, OUTCOME_BY_PHASE[call.phase], cause, event.get("Cause-txt", ""))

@@ -72,9 +72,12 @@ class IvrEngine:
     async def _run(self, channel: AgiChannel) -> None:
         # The greeting does not wait for the ticket: under load the ticket
         # writes queue up, and a late greeting loses the caller's first key.
-        call = await self.tracker.call_for(
-            channel.channel, channel.linkedid, channel.env, wait=False
-        )
+        try:
+            call = await self.tracker.call_for(
+                channel.channel, channel.linkedid, channel.env, wait=False
+            )
+        except AgiHangup:
+            return
         # A walk is bound to the plan version current when the call began:
         # a reload never changes the menu under a caller's feet.
         plan = self._plan()

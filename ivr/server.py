@@ -28,7 +28,7 @@ from ivr.dialplan_live import LivePlan, PlanFileWatcher
 from ivr.dialplan_store import DialplanStore, PlanVersion
 from ivr.dialplans import load_dialplan_file
 from ivr.engine import FALLBACK_DESK, IvrEngine, PromptPaths
-from ivr.errors import AgiError, AmiError, TicketStoreError
+from ivr.errors import AgiError, AmiConnectionLost, AmiError, TicketStoreError
 from ivr.events import EventBus
 from ivr.tickets import TicketStore, parse_iso
 from ivr.waiting import WaitingRoom
@@ -137,12 +137,26 @@ class HotlineServer:
         await self.bus.aclose(timeout=3)
 
     async def _after_login(self) -> None:
-        # The first session adopts Asterisk's members (a server restart);
-        # later ones re-apply ours (Asterisk restarted). Issue 4.
-        await self.agents.resync(adopt=self.session.connections == 1)
-        await self.tracker.resync(self.session)
-        await self._resync_waiting()  # issue 4
-        await self._rescue_stranded_agi()
+        # Callers left in silence come first; each later step may fail alone
+        # without keeping the others from running.
+        steps = (
+            ("rescue of callers stranded in the menu", self._rescue_stranded_agi),
+            # The first session adopts Asterisk's members (a server restart);
+            # later ones re-apply ours (Asterisk restarted).
+            (
+                "agent resync",
+                lambda: self.agents.resync(adopt=self.session.connections == 1),
+            ),
+            ("call and ticket resync", lambda: self.tracker.resync(self.session)),
+            ("waiting callers resync", self._resync_waiting),
+        )
+        for what, step in steps:
+            try:
+                await step()
+            except AmiConnectionLost:
+                raise
+            except Exception:
+                log.ivr.exception("after login: %s failed; carrying on", what)
         self.bus.publish(
             "ami.reconnected" if self.session.connections > 1 else "ami.connected",
             "status/ami",

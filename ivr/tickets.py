@@ -16,7 +16,7 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +169,9 @@ OUTCOMES = (
 )
 
 
+HOTLINE_TZ = timezone(timedelta(hours=8), "CST")
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -189,9 +192,10 @@ class TicketStore:
     @classmethod
     async def open(cls, path: str | Path) -> TicketStore:
         path = str(path)
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = None
         try:
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN IMMEDIATE ourselves.
             db = await aiosqlite.connect(path, isolation_level=None, timeout=30)
             db.row_factory = sqlite3.Row
@@ -201,7 +205,10 @@ class TicketStore:
             await db.execute("PRAGMA foreign_keys=ON")
             store = cls(db, path)
             await store._migrate()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError, TicketStoreError) as exc:
+            if db is not None:
+                # aiosqlite's thread would keep the process alive otherwise.
+                await db.close()
             raise TicketStoreError(
                 f"cannot open the ticket store {path}: {exc}"
             ) from exc
@@ -242,7 +249,8 @@ class TicketStore:
             existing = await self._row("linkedid = ?", linkedid)
             if existing is not None:
                 return existing
-            day = arrived_at[:10].replace("-", "")
+            # Numbered by the hotline's own day (Beijing), not UTC's.
+            day = parse_iso(arrived_at).astimezone(HOTLINE_TZ).strftime("%Y%m%d")
             prefix = f"12345-{day}-"
             cursor = await self._db.execute(
                 "SELECT number FROM tickets WHERE number LIKE ? "
@@ -544,6 +552,9 @@ class _WriteTransaction:
         await self._store._lock.acquire()
         try:
             await self._store._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._store._lock.release()
+            raise TicketStoreError(f"ticket store busy or failing: {exc}") from exc
         except BaseException:
             self._store._lock.release()
             raise

@@ -138,7 +138,12 @@ class AgiChannel:
         result = await self.command(
             f"GET DATA {path} {int(timeout * 1000)} {int(max_digits)}"
         )
-        return result.result if result.result.isascii() else ""
+        digits = result.result if result.result.isascii() else ""
+        if not digits and not result.timed_out and max_digits == 1:
+            # GET DATA takes # as "end of input": an empty answer that did not
+            # time out is a caller who pressed #.
+            return "#"
+        return digits
 
     async def set_variable(self, name: str, value: str) -> None:
         await self.command(f"SET VARIABLE {name} {quote_arg(value)}")

@@ -262,10 +262,16 @@ class AmiSession:
             await reading
         finally:
             for task in (keepalive, reading):
-                if task is not None and not task.done():
+                if task is None:
+                    continue
+                if not task.done():
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+                elif not task.cancelled() and task.exception() is not None:
+                    # A reset link ends the reader with OSError: the reason
+                    # the session is over, logged by run().
+                    log.ami.debug("AMI reader ended: %s", task.exception())
 
     async def _login(self) -> None:
         try:

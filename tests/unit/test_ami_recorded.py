@@ -102,3 +102,19 @@ def test_list_actions_end_with_a_complete_event():
     _, messages = parse(read("coreshowchannels_empty.bin"))
     assert messages[-1]["Event"] == "CoreShowChannelsComplete"
     assert messages[-1]["ListItems"] == "0"
+
+
+async def test_get_data_reads_an_empty_answer_without_timeout_as_hash():
+    """GET DATA ends input on #: '200 result=' (no timeout) is a # press."""
+    from ivr.ami.agi import AgiChannel
+
+    class Channel(AgiChannel):
+        def __init__(self, answer: str):
+            self.answer = answer
+
+        async def command(self, text: str, *, timeout=None):
+            return parse_result(self.answer)
+
+    assert await Channel("200 result=").get_data("menu", 5) == "#"
+    assert await Channel("200 result= (timeout)").get_data("menu", 5) == ""
+    assert await Channel("200 result=3").get_data("menu", 5) == "3"

@@ -109,3 +109,37 @@ async def test_agent_complete_without_channel_fields_is_matched_by_agent(tracker
     (ticket,) = await tracker.store.find()
     assert ticket["ended_by"] == "caller"
     assert ticket["talk_time"] is not None
+
+
+async def test_a_failing_ticket_write_is_tried_again_and_nothing_is_lost(
+    tracker, monkeypatch
+):
+    from ivr import calls
+    from ivr.errors import TicketStoreError
+
+    monkeypatch.setattr(calls, "WRITE_RETRY_DELAYS", (0.01, 0.01, 0.01))
+    real_open = tracker.store.open_ticket
+    failures = []
+
+    async def flaky_open(**fields):
+        if len(failures) < 2:
+            failures.append("disk I/O error")
+            raise TicketStoreError("disk I/O error")
+        return await real_open(**fields)
+
+    monkeypatch.setattr(tracker.store, "open_ticket", flaky_open)
+    feed(tracker, CASE06)
+    await run(tracker)
+    (ticket,) = await tracker.store.find()
+    assert len(failures) == 2
+    assert ticket["status"] == "closed"
+
+
+async def test_a_call_that_hung_up_before_its_menu_is_not_adopted_again(tracker):
+    from ivr.errors import AgiHangup
+
+    feed(tracker, CASE06)
+    with pytest.raises(AgiHangup):
+        await tracker.call_for("PJSIP/pstn-00000011", "1700000000.200", {})
+    assert tracker.calls == {}
+    await run(tracker)

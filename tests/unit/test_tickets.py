@@ -122,3 +122,18 @@ async def test_case20_concurrent_writers_never_see_database_locked(tmp_path):
         assert events == sorted(events) and len(events) == 4
     assert await store.integrity_check() == "ok"
     await store.close()
+
+
+async def test_a_file_that_is_not_a_database_is_one_clear_error(tmp_path):
+    path = tmp_path / "not-a-db.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(TicketStoreError, match="cannot open the ticket store"):
+        await TicketStore.open(path)
+
+
+async def test_ticket_numbers_follow_the_hotline_day_in_beijing(store):
+    late = await store.open_ticket(
+        linkedid="9.1", channel="c", caller_number="1",
+        arrived_at="2026-12-03T17:30:00.000Z",  # 01:30 on the 4th in Beijing
+    )  # fmt: skip
+    assert late["number"].startswith("12345-20261204-")
