@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ivr.ami.session import AmiSettings
@@ -91,6 +91,7 @@ def from_dict(raw: dict, *, source: Path | None = None, base: Path) -> Config:
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"{where}: unknown sections {sorted(unknown)}")
+    _check_keys(raw, where)
     ami = dict(raw.get("ami", {}))
     secret = os.environ.get("YHT_AMI_SECRET") or ""
     secret_file = ami.pop("secret_file", "")
@@ -157,6 +158,40 @@ def _routing(raw: dict) -> RoutingSettings:
     if "{number}" not in settings.callback_dial:
         raise ValueError("[routing] callback_dial must contain {number}")
     return settings
+
+
+# The keys each simple section takes; a misspelt one must not pass in silence.
+_SECTION_KEYS = {
+    "ami": {f.name for f in fields(AmiSettings)} - {"secret"} | {"secret_file"},
+    "mqtt": {f.name for f in fields(MqttSettings)},
+    "store": {"path"},
+    "dialplan": {"path"},
+    "asterisk": {"sounds_dir"},
+    "hotline": {"number", "inbound_context"},
+}
+
+
+def _check_keys(raw: dict, where: str) -> None:
+    for section, allowed in _SECTION_KEYS.items():
+        values = raw.get(section, {})
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: [{section}] must be a table")
+        # "secret" has its own, more helpful refusal below.
+        unknown = set(values) - allowed - {"secret"}
+        if unknown:
+            names = ", ".join(sorted(unknown))
+            raise ConfigError(
+                f"{where}: [{section}] unknown key {names}; "
+                f"known: {', '.join(sorted(allowed))}"
+            )
+    for key in ("port",):
+        for section in ("ami", "mqtt"):
+            port = raw.get(section, {}).get(key)
+            if port is not None and not (isinstance(port, int) and 0 < port < 65536):
+                raise ConfigError(
+                    f"{where}: [{section}] port must be a number from 1 to 65535, "
+                    f"not {port!r}"
+                )
 
 
 def _resolve(base: Path, value: str) -> Path:

@@ -70,3 +70,16 @@ def test_simulate_prints_the_path_of_a_call():
     done = hotline("simulate", "dialplans/12345.yaml", "--keys", "2")
     assert done.returncode == 0, done.stderr
     assert "psych" in done.stdout
+
+
+def test_a_misspelt_key_in_a_section_is_refused_with_the_known_ones(tmp_path):
+    config = tmp_path / "hotline.toml"
+    config.write_text('[store]\npth = "x.db"\n[mqtt]\nport = 99999\n')
+    done = hotline(
+        "--config",
+        str(config),
+        "serve",
+        env={"YHT_AMI_SECRET": "x", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 2
+    assert "[store] unknown key pth; known: path" in done.stderr
