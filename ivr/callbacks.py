@@ -15,7 +15,6 @@ tracker), ``callback_queued``, ``callback_agent`` (who took it),
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from ivr import log
 from ivr.calls import Call, CallTracker
 from ivr.errors import AmiError, TicketStoreError
 from ivr.queues import queue_status
+from ivr.tasks import TaskOwner
 from routing.overflow import position_by_wait
 
 USER_EVENT = "YhtCallback"
@@ -73,17 +73,11 @@ class Callbacks:
         self.pending: dict[str, Callback] = {}  # by id
         self._ids = itertools.count(1)
         self._boot = f"{int(time.time()):x}"
-        self._tasks: set[asyncio.Task] = set()
-        self._closed = asyncio.Event()
+        self._owned = TaskOwner(log.routing)
 
     async def run(self) -> None:
         """Own the originate tasks: they end with this task."""
-        try:
-            await self._closed.wait()
-        finally:
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._owned.run()
 
     @property
     def waiting(self) -> dict[str, int]:
@@ -130,9 +124,7 @@ class Callbacks:
             log.mask_number(call.caller_number),
             callback.queue,
         )
-        task = asyncio.create_task(self._place(callback), name=callback.id)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._owned.spawn(self._place(callback), callback.id)
 
     def _find(self, uniqueid: str) -> Callback | None:
         return self.pending.get(uniqueid.rsplit("-", 1)[0])
@@ -187,9 +179,7 @@ class Callbacks:
             except TicketStoreError as exc:
                 log.tickets.warning("callback %s: %s", callback.id, exc)
 
-        task = asyncio.create_task(write(), name=f"{callback.id} ticket")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._owned.spawn(write(), f"{callback.id} ticket")
 
     # -- placing the callback ----------------------------------------------------
 

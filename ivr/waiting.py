@@ -34,6 +34,7 @@ from ivr import log
 from ivr.calls import Call, CallTracker
 from ivr.errors import AmiActionError, AmiError
 from ivr.queues import queue_status
+from ivr.tasks import TaskOwner
 from routing.overflow import Step, WaitPlan, position_by_wait, queued_priority
 
 CRISIS = "crisis"
@@ -80,32 +81,16 @@ class WaitingRoom:
         self.clock = clock
         self._sleep = sleep
         self.waiters: dict[str, Waiter] = {}  # by caller channel
-        self._tasks: set[asyncio.Task] = set()
-        self._closed = asyncio.Event()
+        self._owned = TaskOwner(log.routing)
 
     # -- the owner ---------------------------------------------------------------
 
     async def run(self) -> None:
         """Own the timers: they end with this task."""
-        try:
-            await self._closed.wait()
-        finally:
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._owned.run()
 
     def _spawn(self, coro, name: str) -> asyncio.Task:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-        return task
-
-    def _done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.routing.error(
-                "task %s failed", task.get_name(), exc_info=task.exception()
-            )
+        return self._owned.spawn(coro, name)
 
     # -- AMI events --------------------------------------------------------------
 

@@ -73,16 +73,20 @@ class TokenBook:
 
     @classmethod
     def load(cls, path: Path) -> TokenBook:
-        try:
-            mode = os.stat(path).st_mode
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"admin tokens file {path}: {exc.strerror}") from None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(
-                f"admin tokens file {path} may be read by others: chmod 600 it"
-            )
+        text = read_private_file(path, "admin tokens file")
         return cls(parse_tokens(text, str(path)))
+
+
+def read_private_file(path: Path, what: str) -> str:
+    """A secrets file's text; refused unless only its owner may read it."""
+    try:
+        mode = os.stat(path).st_mode
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: {exc.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{what} {path} may be read by others: chmod 600 it")
+    return text
 
 
 def parse_tokens(text: str, where: str = "tokens") -> list[tuple[Role, str, str]]:

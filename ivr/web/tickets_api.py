@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import re
-import stat
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +33,14 @@ from ivr import log
 from ivr.errors import ConfigError
 from ivr.ticket_search import TicketQuery, export, present, search, to_csv
 from ivr.tickets import to_json_lines
-from ivr.web.auth import IDENTITY, MIN_TOKEN_LENGTH, Role, public, requires
+from ivr.web.auth import (
+    IDENTITY,
+    MIN_TOKEN_LENGTH,
+    Role,
+    public,
+    read_private_file,
+    requires,
+)
 from ivr.web.errors import ApiError, error_body
 from ivr.web.keys import TOKENS
 from ivr.web.openapi import Operation
@@ -104,15 +109,7 @@ class UnitTokens:
 
     @classmethod
     def load(cls, path: Path, catalog: wo.Catalog) -> UnitTokens:
-        try:
-            mode = os.stat(path).st_mode
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"unit tokens file {path}: {exc.strerror}") from None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(
-                f"unit tokens file {path} may be read by others: chmod 600"
-            )
+        text = read_private_file(path, "unit tokens file")
         return cls.parse(text, catalog, str(path))
 
 
