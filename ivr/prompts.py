@@ -44,15 +44,8 @@ def build_placeholders(plan, recordings: Path, out: Path) -> list[tuple[str, str
         if (recordings / language / f"{name}.wav").exists():
             continue
         _, text = plan.prompts[name].text_in(language)
-        target = out / language / f"{name}.wav"
-        stamp = target.with_suffix(".txt")
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        if target.exists() and stamp.exists() and stamp.read_text() == digest:
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _speak(text, target)
-        stamp.write_text(digest)
-        made.append((language, name))
+        if speak_if_changed(text, out / language / f"{name}.wav"):
+            made.append((language, name))
     if made:
         log.pbx.info("made %d placeholder prompts in %s", len(made), out)
     return made
@@ -75,6 +68,22 @@ def _speak(text: str, target: Path) -> None:
         with raw.open("rb") as source:
             audio = to_telephony(AudioSegment.from_file(source, format="wav"))
         audio.export(str(target), format="wav").close()
+
+
+def speak_if_changed(text: str, target: Path) -> bool:
+    """Speak ``text`` into ``target`` unless it already holds that text.
+
+    A stamp beside the file keeps the text's digest, so a placeholder is
+    remade only when its text changes. True when the file was (re)made.
+    """
+    stamp = target.with_suffix(".txt")
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    if target.exists() and stamp.exists() and stamp.read_text() == digest:
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    speak(text, target)
+    stamp.write_text(digest)
+    return True
 
 
 def is_placeholder(name: str, language: str, recordings: Path) -> bool:

@@ -11,13 +11,12 @@ offer and its confirmation are ours and played by the dialplan.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
 from ivr import log
 from ivr.errors import HotlineError
-from ivr.prompts import speak
+from ivr.prompts import speak_if_changed
 
 LANGUAGE = "zh"
 
@@ -70,15 +69,8 @@ def build_queue_prompts(recordings: Path, out: Path) -> list[str]:
     for name, text in {**TEXTS, **DIGITS}.items():
         if (recordings / LANGUAGE / f"{name}.wav").exists():
             continue
-        target = out / LANGUAGE / f"{name}.wav"
-        stamp = target.with_suffix(".txt")
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        if target.exists() and stamp.exists() and stamp.read_text() == digest:
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        speak(text, target)
-        stamp.write_text(digest)
-        made.append(name)
+        if speak_if_changed(text, out / LANGUAGE / f"{name}.wav"):
+            made.append(name)
     if made:
         log.pbx.info("made %d queue prompts in %s", len(made), out)
     return made
