@@ -72,6 +72,8 @@ PG_SCHEMA = [
     """,
     # 2: the work order after the call: the same text as SQLite's
     SCHEMA[1],
+    # 3: follow-up calls still to make (the same text)
+    SCHEMA[2],
 ]
 
 # Any fixed number: the key of the advisory lock that makes writers take turns.

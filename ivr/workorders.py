@@ -280,6 +280,13 @@ class WorkOrders:
         await self.store.append_event(row["id"], f"order.{action}", entry, stamp)
         if action == "accept":
             await self.store.link_repeat(row["id"], at=stamp)
+        if change.after is wo.State.CLOSED:
+            # Issue 6: the follow-up call, kept in the store (ivr/followup.py).
+            await self.store.execute(
+                "INSERT INTO follow_ups (ticket_id, round, next_at, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (row["id"], order.reopens, stamp, stamp, stamp),
+            )
 
     # -- reads ----------------------------------------------------------------
 
