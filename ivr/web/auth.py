@@ -10,21 +10,31 @@ comments; the roles, each allowed what the one below is::
 A request without a known token is answered 401, one whose role is too low
 403. Tokens are compared in constant time, and a file anyone else may read is
 refused rather than trusted.
+
+Guessing is slowed down per client address (issue 8): after
+``FailureLimiter.limit`` wrong tokens within ``window`` seconds, the address
+gets 429 with ``Retry-After`` for ``block`` seconds, whatever it sends. The
+address is the TCP peer's: behind a reverse proxy, that is the proxy, which
+must then do its own limiting. Tokens are never logged.
 """
 
 from __future__ import annotations
 
+import collections
 import enum
 import hmac
+import math
 import os
 import re
 import stat
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
+from ivr import log
 from ivr.errors import ConfigError
 from ivr.web.errors import ApiError
 
@@ -135,7 +145,72 @@ def public(handler: Handler) -> Handler:
     return handler
 
 
-def auth_middleware(book: TokenBook):
+class FailureLimiter:
+    """Failed token attempts per client address, and who is blocked for now."""
+
+    # Addresses remembered at most: a flood of addresses cannot fill memory.
+    MAX_ADDRESSES = 10_000
+
+    def __init__(
+        self,
+        limit: int = 10,
+        window: float = 60.0,
+        block: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if limit < 1 or window <= 0 or block <= 0:
+            raise ValueError(
+                f"failure limit {limit!r}, window {window!r} s and block {block!r} s "
+                "must all be positive"
+            )
+        self.limit = limit
+        self.window = window
+        self.block = block
+        self._clock = clock
+        self._failures: collections.OrderedDict[str, collections.deque[float]] = (
+            collections.OrderedDict()
+        )
+        self._blocked: dict[str, float] = {}  # address -> until
+
+    def retry_after(self, address: str) -> int | None:
+        """Seconds the address must wait, or None if it may try."""
+        until = self._blocked.get(address)
+        if until is None:
+            return None
+        left = until - self._clock()
+        if left <= 0:
+            del self._blocked[address]
+            return None
+        return max(1, math.ceil(left))
+
+    def failed(self, address: str) -> None:
+        now = self._clock()
+        times = self._failures.pop(address, None) or collections.deque()
+        times.append(now)
+        while times and now - times[0] > self.window:
+            times.popleft()
+        self._failures[address] = times
+        while len(self._failures) > self.MAX_ADDRESSES:
+            self._failures.popitem(last=False)
+        if len(times) >= self.limit:
+            self._blocked[address] = now + self.block
+            times.clear()
+            log.web.warning(
+                "admin API: %d wrong tokens from %s within %.0f s; refusing that "
+                "address for %.0f s (block it upstream if it goes on)",
+                self.limit,
+                address,
+                self.window,
+                self.block,
+            )
+
+    def succeeded(self, address: str) -> None:
+        self._failures.pop(address, None)
+
+
+def auth_middleware(book: TokenBook, limiter: FailureLimiter | None = None):
+    limiter = limiter or FailureLimiter()
+
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         route_handler = request.match_info.handler
@@ -143,8 +218,25 @@ def auth_middleware(book: TokenBook):
         needed = getattr(route_handler, "required_role", Role.AGENT)
         if needed is None:
             return await handler(request)
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        address = request.remote or "unknown"
+        wait = limiter.retry_after(address)
+        if wait is not None:
+            raise ApiError(
+                429,
+                "too-many-attempts",
+                f"too many wrong tokens from {address}; try again in {wait} s",
+                {"retry_after": wait},
+                headers={"Retry-After": str(wait)},
+            )
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
         identity = book.identify(token.strip()) if scheme.lower() == "bearer" else None
+        if identity is None and header:
+            # Only a credential offered and refused counts: a request with
+            # none (a browser's first visit) guesses nothing.
+            limiter.failed(address)
+        elif identity is not None:
+            limiter.succeeded(address)
         if identity is None:
             raise ApiError(
                 401,

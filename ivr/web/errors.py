@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -46,6 +47,34 @@ class ApiError(HotlineError):
         self.details = dict(details or {})
         self.headers = dict(headers or {})
         super().__init__(message)
+
+
+_T = TypeVar("_T")
+
+
+def serving(request: web.Request, key: web.AppKey[_T]) -> _T:
+    """``request.app[key]``, or a 503 where the app runs without the hotline
+    server (an admin app on its own)."""
+    value = request.app.get(key)
+    if value is None:
+        raise ApiError(503, "not_serving", "the hotline server is not running here")
+    return value
+
+
+async def json_body(request: web.Request) -> Any:
+    """The request's body parsed as JSON; a 400 ``bad_json`` otherwise."""
+    try:
+        return await request.json()
+    except ValueError:
+        raise ApiError(400, "bad_json", "the body is not JSON") from None
+
+
+async def json_object(request: web.Request) -> dict:
+    """The request's body as a JSON object; a 400 ``bad_json`` otherwise."""
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_json", "the body must be a JSON object")
+    return body
 
 
 def error_body(

@@ -18,7 +18,7 @@ from ivr.agents import COMMANDS, AgentDesk
 from ivr.desk_status import DeskBoard
 from ivr.errors import AgentCommandError
 from ivr.web.auth import Role, requires
-from ivr.web.errors import ApiError
+from ivr.web.errors import ApiError, json_object, serving
 from ivr.web.openapi import Operation
 
 DESK_BOARD = web.AppKey("desk_board", DeskBoard)
@@ -30,21 +30,14 @@ def attach(app: web.Application, desks: DeskBoard, agents: AgentDesk) -> None:
     app[AGENT_DESK] = agents
 
 
-def _get(request: web.Request, key):
-    value = request.app.get(key)
-    if value is None:
-        raise ApiError(503, "not_serving", "the hotline server is not running here")
-    return value
-
-
 @requires(Role.AGENT)
 async def desks(request: web.Request) -> web.Response:
-    return web.json_response({"desks": _get(request, DESK_BOARD).snapshot()})
+    return web.json_response({"desks": serving(request, DESK_BOARD).snapshot()})
 
 
 @requires(Role.AGENT)
 async def agents(request: web.Request) -> web.Response:
-    desk = _get(request, AGENT_DESK)
+    desk = serving(request, AGENT_DESK)
     return web.json_response(
         {"agents": [desk.state_of(a) for a in desk.book.agents.values()]}
     )
@@ -59,14 +52,9 @@ async def agent_action(request: web.Request) -> web.Response:
         )
     reason = ""
     if request.can_read_body:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise ApiError(400, "bad_json", "the body is not JSON") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "bad_json", "the body must be a JSON object")
+        body = await json_object(request)
         reason = str(body.get("reason") or "")
-    desk = _get(request, AGENT_DESK)
+    desk = serving(request, AGENT_DESK)
     extension = request.match_info["extension"]
     if extension not in desk.book.agents:
         raise ApiError(404, "no_such_agent", f"no agent {extension!r}")
