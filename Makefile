@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the server, the demo and the tests use (command:package).
 SYSTEM_TOOLS := mosquitto:mosquitto espeak-ng:espeak-ng ffmpeg:ffmpeg sox:sox \
-	debootstrap:debootstrap ss:iproute2
+	debootstrap:debootstrap ss:iproute2 chromium:chromium
 
 .PHONY: demo test lint bench faults setup system asterisk venv clean
 
@@ -15,6 +15,12 @@ demo: setup
 test: setup postgres
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# Fault suite (issue 8): Asterisk, the server and the broker killed under
+# real calls, against a lab of its own; prints a table, also written to
+# var/faults/results.txt. `make test` runs it too (it is under tests/).
+faults: setup
+	$(BIN)/pytest tests/faults
 
 # Load bench (issue 7): our server beside native Asterisk, about 15 minutes;
 # writes bench/results.json, bench/results.png and docs/performance.md.

@@ -22,6 +22,7 @@ restarted and forgot its dynamic members).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -38,6 +39,7 @@ from routing.agents import (
     Agent,
     AgentBook,
     MemberSnapshot,
+    extension_of,
 )
 
 COMMANDS = ("login", "logout", "pause", "unpause")
@@ -106,12 +108,24 @@ class AgentDesk:
     def _send(self, actions: list[Action]) -> asyncio.Future | None:
         if not actions:
             return None
+        actions = self._stamped(actions)
 
         async def apply() -> None:
             for action in actions:
                 await self._apply(action)
 
         return self._submit(apply)
+
+    def _stamped(self, actions: list[Action]) -> list[Action]:
+        """The actions on each agent's queue interface as decided now (its
+        browser phone's when it takes calls there)."""
+        stamped = []
+        for action in actions:
+            agent = self.book.agents.get(action.extension)
+            if not action.via and agent is not None and agent.phone != "sip":
+                action = dataclasses.replace(action, via=agent.interface)
+            stamped.append(action)
+        return stamped
 
     async def _apply(self, action: Action) -> None:
         name, headers = ami_action(action)
@@ -134,6 +148,11 @@ class AgentDesk:
         Asterisk is away the change is kept and applied on reconnect.
         """
         agent, actions = self._decide(action, extension, reason, source)
+        return await self._applied(agent, actions)
+
+    async def _applied(self, agent: Agent, actions: list[Action]) -> dict:
+        """Send ``actions``; the agent's state after them, with a note when
+        Asterisk was not told yet."""
         pending = self._send(actions)
         note = ""
         if pending is not None:
@@ -143,6 +162,13 @@ class AgentDesk:
                 note = f"Asterisk not told yet ({exc}); applied on reconnect"
         return {**self.state_of(agent), "changed": bool(actions), "note": note}
 
+    def _known_agent(self, extension: str) -> Agent:
+        agent = self.book.agents.get(extension)
+        if agent is None:
+            known = ", ".join(sorted(self.book.agents))
+            raise AgentCommandError(f"no agent {extension!r} (agents: {known})")
+        return agent
+
     def _decide(
         self, action: str, extension: str, reason: str, source: str
     ) -> tuple[Agent, list[Action]]:
@@ -150,10 +176,7 @@ class AgentDesk:
             raise AgentCommandError(
                 f"unknown agent action {action!r} (one of: {', '.join(COMMANDS)})"
             )
-        agent = self.book.agents.get(extension)
-        if agent is None:
-            known = ", ".join(sorted(self.book.agents))
-            raise AgentCommandError(f"no agent {extension!r} (agents: {known})")
+        agent = self._known_agent(extension)
         now = self.clock()
         if action == "login":
             actions = self.book.login(extension, now)
@@ -166,6 +189,10 @@ class AgentDesk:
                 raise AgentCommandError(str(exc)) from None
         else:
             actions = self.book.unpause(extension, now)
+        if action == "logout" and agent.phone != "sip":
+            # Back to the SIP phone for the next login (issue 9).
+            actions = self._stamped(actions)
+            agent.phone = "sip"
         log.routing.info(
             "agent %s: %s%s (from %s)",
             extension,
@@ -175,6 +202,25 @@ class AgentDesk:
         )
         self._changed(agent)
         return agent, actions
+
+    async def use_phone(
+        self, extension: str, phone: str, *, source: str = "web"
+    ) -> dict:
+        """Agent ``extension`` takes queue calls on ``phone`` ("sip" or
+        "web", the browser softphone ``PJSIP/web-<extension>``) from now on.
+
+        Raises AgentCommandError for an unknown agent or phone, or during a call.
+        """
+        agent = self._known_agent(extension)
+        try:
+            actions = self.book.use_phone(extension, phone, self.clock())
+        except ValueError as exc:
+            raise AgentCommandError(str(exc)) from None
+        log.routing.info(
+            "agent %s: queue calls on %s (from %s)", extension, agent.interface, source
+        )
+        self._changed(agent)
+        return await self._applied(agent, actions)
 
     async def on_command(self, topic: str, data: dict) -> None:
         """MQTT ``commands/agent/<action>``: do it, answer on ``reply_to``."""
@@ -208,7 +254,8 @@ class AgentDesk:
             handler(self, event)
 
     def _on_feature_code(self, event: Message) -> None:
-        extension = event.get("Agent", "")
+        # The browser phone's endpoint web-6001 is agent 6001 (issue 9).
+        extension = extension_of(event.get("Agent", ""))
         request = event.get("Request", "")
         code = event.get("Code", "")
         reason = PAUSE_CODES.get(code, DEFAULT_PAUSE) if request == "pause" else ""
@@ -299,10 +346,12 @@ class AgentDesk:
         # Follows the phone whether or not it is in a queue (a logged-out
         # agent's phone too), unlike QueueMemberStatus.
         device = event.get("Device", "")
-        if not device.startswith("PJSIP/") or "-" in device:
+        if not device.startswith("PJSIP/"):
             return
         agent = self.book.by_interface(device)
-        if agent is None:
+        # Only the phone the agent takes queue calls on (PJSIP/6001 or its
+        # browser phone PJSIP/web-6001); never a channel or another device.
+        if agent is None or device != agent.interface:
             return
         self.book.device_changed(agent.extension, event.get("State", ""))
         self._changed(agent)
@@ -358,6 +407,7 @@ class AgentDesk:
         async def job() -> None:
             response = await queue_status(self.session)
             members: dict[str, list[MemberSnapshot]] = {}
+            located: dict[str, list[tuple[str, str]]] = {}  # (interface, queue)
             for event in getattr(response, "events", []):
                 if event.get("Event") != "QueueMember":
                     continue
@@ -366,10 +416,30 @@ class AgentDesk:
                     members.setdefault(agent.extension, []).append(
                         member_snapshot(event)
                     )
+                    located.setdefault(agent.extension, []).append(
+                        (
+                            event.get("Interface") or event.get("Location") or "",
+                            event.get("Queue", ""),
+                        )
+                    )
             now, epoch = self.clock(), time.time()
             if relearn:
                 self.book.forget_calls()
             actions: list[Action] = []
+            for extension, where in located.items():
+                # Issue 9: members on the other phone of the agent (browser or
+                # SIP) move to the one the router holds; the first session
+                # adopts the browser phone Asterisk has.
+                agent = self.book.agents[extension]
+                if adopt and any(i == f"PJSIP/web-{extension}" for i, _ in where):
+                    agent.phone = "web"
+                stray = [(i, q) for i, q in where if i and i != agent.interface]
+                if stray:
+                    actions += [Action("remove", extension, q, via=i) for i, q in stray]
+                    gone = {q for _, q in stray}
+                    members[extension] = [
+                        m for m in members[extension] if m.queue not in gone
+                    ]
             for extension, agent in self.book.agents.items():
                 actions += self.book.reconcile(
                     extension,
@@ -380,7 +450,7 @@ class AgentDesk:
                 )
                 if agent.wrapup_until is not None:
                     self._arm(agent)
-            for action in actions:
+            for action in self._stamped(actions):
                 await self._apply(action)
             for agent in self.book.agents.values():
                 self._changed(agent)
@@ -416,6 +486,7 @@ class AgentDesk:
             "pause_reason": agent.pause_reason,
             "wrapup_left": round(left, 1),
             "device": agent.device,
+            "phone": agent.phone,
             "desks": sorted(
                 self.book.desk_of_queue.get(q, q) for q in self.book.membership(agent)
             ),

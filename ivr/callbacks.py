@@ -27,6 +27,7 @@ from ivr.calls import Call, CallTracker
 from ivr.errors import AmiError, TicketStoreError
 from ivr.queues import queue_status
 from ivr.tasks import TaskOwner
+from routing.agents import extension_of
 from routing.overflow import position_by_wait
 
 USER_EVENT = "YhtCallback"
@@ -133,7 +134,7 @@ class Callbacks:
         callback = self._find(event.get("Uniqueid", ""))
         if callback is None or event.get("Uniqueid") != callback.wait_id:
             return
-        callback.agent = event.get("Interface", "").rsplit("/", 1)[-1]
+        callback.agent = extension_of(event.get("Interface", ""))
         callback.state = "dialling"
         self.tracker.note(
             callback.call,

@@ -22,6 +22,7 @@ from typing import Protocol
 from panoramisk.message import Message
 
 from ivr import log
+from ivr.ami.session import live_channels
 from ivr.dtmf import DtmfDetector
 from ivr.errors import AgiHangup, AmiError, TicketStoreError
 from ivr.tickets import TicketStore, now_iso
@@ -283,6 +284,10 @@ class CallTracker:
         if digit is None:
             return
         entry = {"key": digit, "at": now_iso()}
+        if call.phase not in ("arrived", "menu"):
+            # Not a menu choice: pressed in the queue, to the agent or in the
+            # satisfaction survey.
+            entry["during"] = call.phase
         call.keys.append(entry)
         keys = list(call.keys)
         self._later(lambda: self.store.update(call.linkedid, keys=keys))
@@ -440,17 +445,21 @@ class CallTracker:
     async def resync(self, session) -> None:
         """Reconcile calls and tickets with the channels Asterisk really has."""
         try:
-            response = await session.action("CoreShowChannels", collect_events=True)
+            channels = await live_channels(session)
         except AmiError as exc:
             log.ivr.warning("cannot list channels after reconnect: %s", exc)
             return
-        live = {e.get("Channel", ""): e for e in getattr(response, "events", [])}
+        live = {e.get("Channel", ""): e for e in channels}
         for channel, call in list(self.calls.items()):
             if channel not in live:
                 del self.calls[channel]
                 self._end(call, "ended_by_system", None, "ended while AMI was away")
         for channel, event in live.items():
             if channel in self.calls:
+                # Issue 8: events missed while the link was down (a queue
+                # join, an agent answering) must not make an answered call
+                # look abandoned when it ends.
+                _catch_up(self.calls[channel], event)
                 continue
             if event.get("Context") in (self.inbound_context, "hotline-ivr") or (
                 event.get("Application") == "Queue" and channel.startswith("PJSIP/pstn")
@@ -463,6 +472,11 @@ class CallTracker:
                 )
                 if event.get("Application") == "Queue":
                     call.phase = "queued"
+                    if event.get("BridgeId"):
+                        # Talking to an agent already (issue 8: the server
+                        # came back mid-call): its end is no abandon.
+                        call.phase = "answered"
+                        call.agent = event.get("ConnectedLineNum", "")
 
         # Tickets still open in the store whose channel is gone.
         async def close_orphans() -> None:
@@ -476,6 +490,17 @@ class CallTracker:
                 )
 
         self._later(close_orphans)
+
+    # -- other components' writes on a call's ticket (issue 6: surveys) --------
+
+    def in_order(self, job: Callable[[], Awaitable[None]]) -> None:
+        """Run ``job`` after the writes queued before it, retried alike on a
+        TicketStoreError: it must be safe to run again."""
+        self._later(job)
+
+    def publish_now(self, call: Call, type: str, data: dict) -> None:
+        """Publish at once, with the call's linkedid and ticket (from a job)."""
+        self._publish_now(call, type, data)
 
     def _publish(self, call: Call, type: str, data: dict) -> None:
         """Publish after the writes queued before it: a call's events keep
@@ -494,9 +519,24 @@ class CallTracker:
         )
 
 
+def _catch_up(call: Call, event: Message) -> None:
+    """Move a tracked call on to where CoreShowChannels says it is."""
+    if event.get("Application") != "Queue" or call.phase not in (
+        "arrived",
+        "menu",
+        "queued",
+    ):
+        return
+    if event.get("BridgeId"):
+        call.phase = "answered"
+        call.agent = call.agent or event.get("ConnectedLineNum", "")
+    else:
+        call.phase = "queued"
+
+
 def _extension(interface: str) -> str:
-    """PJSIP/6001 -> 6001."""
-    return interface.rsplit("/", 1)[-1]
+    """PJSIP/6001, or the browser phone PJSIP/web-6001 (issue 9) -> 6001."""
+    return interface.rsplit("/", 1)[-1].removeprefix("web-")
 
 
 def _number(value: str | None) -> float | None:

@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
 
     _add_ticket_commands(commands)
     _add_agent_commands(commands)
+    from ivr.users_cli import add_commands as add_user_commands  # issue 9
+
+    add_user_commands(commands)
 
     demo = commands.add_parser("demo", help="real calls through a real Asterisk")
     demo.add_argument("--calls", type=int, default=12)
@@ -133,7 +136,13 @@ def _run(args: argparse.Namespace) -> int:
 
     from ivr import config as config_module
 
-    config = config_module.load(args.config)
+    # Only the commands that log in to Asterisk need its secret.
+    offline = args.command == "users"
+    config = config_module.load(args.config, need_ami_secret=not offline)
+    if args.command == "users":  # issue 9: web page accounts
+        from ivr.users_cli import run as run_users_command
+
+        return run_users_command(args, config)
     if args.command in ("agent", "status"):
         from ivr.agent_cli import run as run_agent_command
 

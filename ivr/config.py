@@ -14,6 +14,8 @@ from pathlib import Path
 
 from ivr.ami.session import AmiSettings
 from ivr.errors import ConfigError
+from routing.survey import FollowUpPolicy
+from routing.transfer import Target, parse_targets
 
 
 @dataclass(frozen=True)
@@ -61,9 +63,21 @@ class Config:
     inbound_context: str = "from-pstn"
     source: Path | None = None
     routing: RoutingSettings = field(default_factory=RoutingSettings)
+    # Issue 8: the PJSIP ACL file Asterisk includes, where the server denies
+    # addresses that fail SIP authentication too often ('' = report only).
+    sip_blocklist: str = ""
+    # Issue 8: seconds a write waits for a locked store before the journal
+    # (not in the file: the fault suite shortens it, tests/faults/serve.py).
+    store_busy_timeout: float = 30.0
+    # Issue 6: the automatic follow-up call after a ticket is closed.
+    followup: FollowUpPolicy = field(default_factory=FollowUpPolicy)
+    # Issue 5: outside platforms for warm transfers ([[transfer.targets]]).
+    transfer_targets: tuple[Target, ...] = ()
 
 
-def load(path: str | Path, *, base: Path | None = None) -> Config:
+def load(
+    path: str | Path, *, base: Path | None = None, need_ami_secret: bool = True
+) -> Config:
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -73,10 +87,17 @@ def load(path: str | Path, *, base: Path | None = None) -> Config:
         raise ConfigError(f"{path}: {exc}") from None
     # Relative paths in the file are relative to the file's own folder.
     base = base or path.resolve().parent
-    return from_dict(raw, source=path, base=base)
+    return from_dict(raw, source=path, base=base, need_ami_secret=need_ami_secret)
 
 
-def from_dict(raw: dict, *, source: Path | None = None, base: Path) -> Config:
+def from_dict(
+    raw: dict,
+    *,
+    source: Path | None = None,
+    base: Path,
+    need_ami_secret: bool = True,
+) -> Config:
+    """Build the configuration; offline commands pass ``need_ami_secret=False``."""
     where = str(source or "configuration")
     known = {
         "ami",
@@ -87,6 +108,8 @@ def from_dict(raw: dict, *, source: Path | None = None, base: Path) -> Config:
         "agents",
         "hotline",
         "routing",
+        "followup",
+        "transfer",
     }
     unknown = set(raw) - known
     if unknown:
@@ -95,7 +118,7 @@ def from_dict(raw: dict, *, source: Path | None = None, base: Path) -> Config:
     ami = dict(raw.get("ami", {}))
     secret = os.environ.get("YHT_AMI_SECRET") or ""
     secret_file = ami.pop("secret_file", "")
-    if not secret and secret_file:
+    if not secret and secret_file and need_ami_secret:
         secret_path = _resolve(base, secret_file)
         try:
             secret = secret_path.read_text(encoding="utf-8").strip()
@@ -108,7 +131,7 @@ def from_dict(raw: dict, *, source: Path | None = None, base: Path) -> Config:
             f"{where}: [ami] secret must not be written in the configuration; "
             "use secret_file or the YHT_AMI_SECRET environment variable"
         )
-    if not secret:
+    if not secret and need_ami_secret:
         raise ConfigError(
             f"{where}: no AMI secret: set [ami] secret_file or YHT_AMI_SECRET"
         )
@@ -116,6 +139,8 @@ def from_dict(raw: dict, *, source: Path | None = None, base: Path) -> Config:
         ami_settings = AmiSettings(**ami, secret=secret)
         mqtt = MqttSettings(**raw.get("mqtt", {}))
         routing = _routing(raw.get("routing", {}))
+        followup = _followup(raw.get("followup", {}))
+        transfer_targets = parse_targets(raw.get("transfer", {}))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
     agents = []
@@ -141,11 +166,14 @@ def from_dict(raw: dict, *, source: Path | None = None, base: Path) -> Config:
         ),
         sounds_dir=os.environ.get("YHT_SOUNDS_DIR")
         or raw.get("asterisk", {}).get("sounds_dir", ""),
+        sip_blocklist=_blocklist(base, raw.get("asterisk", {})),
         agents=tuple(agents),
         hotline_number=str(hotline.get("number", "12345")),
         inbound_context=str(hotline.get("inbound_context", "from-pstn")),
         source=source,
         routing=routing,
+        followup=followup,
+        transfer_targets=transfer_targets,
     )
 
 
@@ -160,13 +188,32 @@ def _routing(raw: dict) -> RoutingSettings:
     return settings
 
 
+def _followup(raw: dict) -> FollowUpPolicy:
+    if not isinstance(raw, dict):
+        raise ValueError("[followup] must be a table")
+    known = {f.name for f in fields(FollowUpPolicy)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(
+            f"[followup] unknown key {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    values = dict(raw)
+    if "hours" in values:
+        hours = values["hours"]
+        if not isinstance(hours, list) or not all(isinstance(h, str) for h in hours):
+            raise ValueError('[followup] hours: a list such as ["09:00-20:00"]')
+        values["hours"] = tuple(hours)
+    return FollowUpPolicy(**values)
+
+
 # The keys each simple section takes; a misspelt one must not pass in silence.
 _SECTION_KEYS = {
     "ami": {f.name for f in fields(AmiSettings)} - {"secret"} | {"secret_file"},
     "mqtt": {f.name for f in fields(MqttSettings)},
     "store": {"path"},
     "dialplan": {"path"},
-    "asterisk": {"sounds_dir"},
+    "asterisk": {"sounds_dir", "sip_blocklist"},
     "hotline": {"number", "inbound_context"},
 }
 
@@ -192,6 +239,11 @@ def _check_keys(raw: dict, where: str) -> None:
                     f"{where}: [{section}] port must be a number from 1 to 65535, "
                     f"not {port!r}"
                 )
+
+
+def _blocklist(base: Path, asterisk: dict) -> str:
+    value = asterisk.get("sip_blocklist", "")
+    return str(_resolve(base, value)) if value else ""
 
 
 def _resolve(base: Path, value: str) -> Path:

@@ -34,6 +34,8 @@ class Scenario:
     desk: str
     outcome: str
     name: str = ""
+    # The key the caller presses in the survey after the agent hangs up.
+    survey: str = ""
 
 
 ANSWERED = "answered"
@@ -115,7 +117,12 @@ async def _place(
     await asyncio.sleep(delay)
     record = placed[scenario.number] = Placed(scenario, time.monotonic())
     try:
-        await lab.run_caller(scenario.number, scenario.actions, name=scenario.name)
+        await lab.run_caller(
+            scenario.number,
+            scenario.actions,
+            name=scenario.name,
+            survey=scenario.survey or _survey_key(scenario),
+        )
     except Exception as exc:
         record.error = str(exc)
         print(f"  call from {log.mask_number(scenario.number)} failed: {exc}")
@@ -243,7 +250,7 @@ async def _report(
             )
             continue
         t = found[0]
-        keys = "".join(k["key"] for k in t["keys"]) or "-"
+        keys = "".join(k["key"] for k in t["keys"] if "during" not in k) or "-"
         expected = t["outcome"] == scenario.outcome and (
             not scenario.desk or t["desk"] == scenario.desk
         )
@@ -256,6 +263,7 @@ async def _report(
             + ("" if expected else f"  (expected {scenario.outcome})")
         )
     lines.append("")
+    lines.append(_survey_line(tickets))
     if mismatched:
         lines.append(f"demo: {mismatched} calls did not end as their scenario expects")
     lines.append(
@@ -264,6 +272,25 @@ async def _report(
     )
     status = 1 if lost or mismatched or len(tickets) != len(scenarios) else 0
     return "\n".join(lines), status
+
+
+def _survey_key(scenario: Scenario) -> str:
+    """Answered callers rate the call: mostly 1, some 2, one 3."""
+    if scenario.outcome != ANSWERED:
+        return ""
+    return {"13800000007": "2", "13800000008": "3", "13800000009": "2"}.get(
+        scenario.number, "1"
+    )
+
+
+def _survey_line(tickets: list[dict]) -> str:
+    scores = [t.get("satisfaction") for t in tickets if t.get("satisfaction")]
+    counts = {score: scores.count(score) for score in (1, 2, 3)}
+    return (
+        f"demo: {len(scores)} callers rated their call after the agent hung up: "
+        f"{counts[1]} satisfied, {counts[2]} basically satisfied, "
+        f"{counts[3]} not satisfied"
+    )
 
 
 def _fmt(value) -> str:

@@ -20,7 +20,7 @@ from ivr.ami.agi import AgiChannel
 from ivr.calls import Call, CallTracker
 from ivr.errors import AgiError, AgiHangup, AmiError
 from routing.hours import BEIJING
-from routing.menu import Collect, Hangup, MenuWalk, Play, Queue
+from routing.menu import Collect, Hangup, MenuWalk, Play, Queue, Transfer
 from routing.overflow import initial_max_penalty
 
 FALLBACK_DESK = "general"
@@ -53,6 +53,11 @@ class IvrEngine:
         self.prompts = prompts
         self._tasks: set[asyncio.Task] = set()
         self.calls_routed = 0
+        # Issue 8: told before each ASYNCAGI BREAK (ivr/watchdog.py).
+        self.before_release: Callable[[str], Awaitable[None]] | None = None
+        # Issue 5: a menu's "transfer" action; (call, target) -> the channel
+        # variables of yht-hotline's Dial(), None if the target is unknown.
+        self.direct_transfer: Callable[[Call, str], dict | None] | None = None
 
     def start_call(self, channel: AgiChannel) -> None:
         """AsyncAGIStart handler: run the call in a task this engine owns."""
@@ -157,6 +162,9 @@ class IvrEngine:
                 self.tracker.note(call, "hangup_by_ivr", {"prompt": step.prompt})
                 await channel.command("HANGUP")
                 return
+            elif isinstance(step, Transfer) and self.direct_transfer is not None:
+                await self._transfer(channel, call, step)  # issue 5
+                return
             else:
                 raise AgiError(f"the IVR cannot run a {type(step).__name__} step")
 
@@ -180,8 +188,21 @@ class IvrEngine:
         if max_penalty is not None:
             # The desk's best agents first; ivr.waiting widens it later.
             await channel.set_variable("YHT_MAX_PENALTY", str(max_penalty))
-        await channel.release()
+        await self._release(channel)
         self.calls_routed += 1
+
+    async def _transfer(self, channel: AgiChannel, call: Call, step: Transfer) -> None:
+        """Issue 5: the dialplan dials the target; if that fails, the caller
+        goes to the general desk at the front (docs/transfers.md)."""
+        variables = self.direct_transfer(call, step.target)
+        if variables is None:
+            raise AgiError(f"no transfer target {step.target!r} is configured")
+        reason = f"transfer to {step.target} ({step.reason}); general desk if it fails"
+        self.tracker.routed(call, FALLBACK_DESK, 0, reason)
+        for name, value in variables.items():
+            await channel.set_variable(name, value)
+        await channel.set_variable("YHT_DESK", FALLBACK_DESK)
+        await self._release(channel)
 
     async def _rescue(self, channel: AgiChannel, call: Call, why: str) -> None:
         """Never strand a caller: hand the call to the general desk."""
@@ -199,7 +220,11 @@ class IvrEngine:
                 exc,
             )
 
-    @staticmethod
-    async def _release_to_general(channel: AgiChannel) -> None:
+    async def _release_to_general(self, channel: AgiChannel) -> None:
         await channel.set_variable("YHT_DESK", FALLBACK_DESK)
+        await self._release(channel)
+
+    async def _release(self, channel: AgiChannel) -> None:
+        if self.before_release is not None:
+            await self.before_release(channel.channel)
         await channel.release()

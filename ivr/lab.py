@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import secrets
 import socket
 import tomllib
@@ -27,6 +28,7 @@ from ivr.prompts import build_placeholders
 from ivr.queue_prompts import build_queue_prompts
 from ivr.server import HotlineServer
 from ivr.softphone.farm import SoftphoneFarm
+from ivr.survey import build_survey_prompts
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDINGS = REPO / "recordings" / "prompts"
@@ -39,6 +41,12 @@ class LabPorts:
     rtp_start: int = 10000
     rtp_end: int = 10999
     mqtt: int = 1883
+    # Asterisk's HTTP server for the browser softphones (issue 9); 0: sip + 28.
+    http: int = 0
+
+    @property
+    def websocket(self) -> int:
+        return self.http or self.sip + 28
 
 
 @dataclass
@@ -116,6 +124,8 @@ class Lab:
         self._started: list[str] = []
         self._secrets: dict = {}
         self._timing: PromptTiming | None = None
+        # Callers' numbers whose agent hung up, for callers answering the survey.
+        self._agent_hangups: dict[str, asyncio.Event] = {}
 
     # -- set-up ----------------------------------------------------------------
 
@@ -133,6 +143,7 @@ class Lab:
         )
         build_placeholders(plan, RECORDINGS, self.data_dir / "prompts")
         build_queue_prompts(RECORDINGS, self.data_dir / "prompts")
+        build_survey_prompts(RECORDINGS, self.data_dir / "prompts", plan.languages)
         agents = [str(a["extension"]) for a in raw.get("agents", [])]
         self.pbx = Pbx(
             PbxSettings(
@@ -146,6 +157,7 @@ class Lab:
                 pstn_password=self._secrets["pstn"],
                 trunks={t: self._secret(t) for t in self.trunk_names},
                 desks=tuple(dict.fromkeys(plan.queue_name(d) for d in plan.desks)),
+                http_port=self.ports.websocket,  # issue 9
             )
         )
         return raw, plan
@@ -156,26 +168,50 @@ class Lab:
             self.pbx.install_prompts(RECORDINGS)
 
     async def start(self) -> Lab:
-        raw, _ = await asyncio.to_thread(self.prepare_pbx)
-        await self._start_pbx()
-        self.install_prompts()
-
-        if not _listening(self.ports.mqtt):
-            self.broker = Mosquitto(self.ports.mqtt, state_dir=self.data_dir / "mqtt")
-            await self.broker.start()
-            self._started.append("mosquitto")
+        raw, _ = await self._start_services()
 
         self.config = self._config(raw)
         self.server = HotlineServer(self.config)
         self.server.callback_dial = self._callback_dial
+        self.server.softphone = self._softphone()  # issue 9
         self._server_task = asyncio.create_task(self.server.run(), name="server")
         await self._wait_server()
 
+        await self._start_agents()
+        return self
+
+    async def _start_services(self) -> tuple[dict, object]:
+        """Asterisk with its prompts, and Mosquitto unless one listens already.
+
+        Returns the raw configuration and the dial plan.
+        """
+        raw, plan = await asyncio.to_thread(self.prepare_pbx)
+        await self._start_pbx()
+        self.install_prompts()
+        if not _listening(self.ports.mqtt):
+            self.broker = Mosquitto(self.ports.mqtt, state_dir=self.data_dir / "mqtt")
+            await self.broker.start()
+            self._started.append("mosquitto")
+        return raw, plan
+
+    async def _start_agents(self) -> None:
+        """The softphone farm, and a phone for each agent of the configuration."""
         (self.data_dir / "phones").mkdir(exist_ok=True)
         self.farm = await SoftphoneFarm.start(record_dir=self.data_dir / "phones")
         for agent in self.config.agents:
             await self.add_agent(agent.extension)
-        return self
+
+    def _softphone(self):
+        """The browser phones' WebSocket port and SIP accounts, for the desktop."""
+        from ivr.web.pages_desk import Softphone
+
+        return Softphone(
+            self.ports.websocket,
+            {
+                a.extension: self._secret(f"agent-{a.extension}")
+                for a in self.config.agents
+            },
+        )
 
     async def _start_pbx(self) -> None:
         reuse = self.pbx._control_answers()
@@ -251,6 +287,38 @@ class Lab:
             await asyncio.sleep(agent.talk_seconds)
             if not call.disconnected:
                 await call.hangup()
+                self._agent_hung_up(call.remote_uri)
+
+    def _agent_hung_up(self, remote_uri: str) -> None:
+        number = re.search(r"sip:([^@;>]+)", remote_uri or "")
+        if number:
+            self._agent_hangups.setdefault(number.group(1), asyncio.Event()).set()
+
+    # -- agents and outside platforms the tests drive (issue 5) -------------------
+
+    @contextlib.asynccontextmanager
+    async def agents_in_hand(self):
+        """Agents answer but never hang up by themselves while inside."""
+        loops = [a for a in self.agents.values() if a.task is not None]
+        for agent in loops:
+            agent.task.cancel()
+        await asyncio.gather(*(a.task for a in loops), return_exceptions=True)
+        try:
+            yield self.agents
+        finally:
+            for agent in loops:
+                # Calls taken meanwhile are over: the loop starts with the next.
+                agent.phone._next_incoming = len(agent.phone.incoming)
+                agent.task = asyncio.create_task(self._agent_loop(agent))
+
+    async def trunk_phone(self, trunk: str = "trunk-110"):
+        """The outside platform's phone, registered to its trunk; answers by hand."""
+        name = f"platform-{trunk}"
+        if name in self.farm.phones:
+            return self.farm.phones[name]
+        return await self.farm.add_account(
+            name, user=trunk, password=self._secret(trunk), port=self.ports.sip
+        )
 
     # -- callers ---------------------------------------------------------------
 
@@ -278,6 +346,7 @@ class Lab:
         name: str = "",
         answer_timeout: float = 15,
         end_timeout: float = 120,
+        survey: str = "",
     ):
         """Call 12345 as ``number`` and act out ``actions``; return the call.
 
@@ -285,8 +354,13 @@ class Lab:
         round, ``hangup`` to hang up in the menu, or ``hangup-queued`` to hang
         up a few seconds after the menu sent the call to a desk. Keys are sent
         while the menu prompt plays (the greeting cannot be interrupted).
+        ``survey`` is the key pressed for the satisfaction survey once the
+        lab's agent has hung up: ``-`` stays silent through it, and empty
+        hangs up as soon as the agent has (what most callers do).
         """
         timing = self.timing()
+        hung_up = self._agent_hangups.setdefault(number, asyncio.Event())
+        hung_up.clear()
         phone = await self.caller(number, name or None)
         call = await phone.call(self.hotline_uri())
         try:
@@ -307,12 +381,37 @@ class Lab:
                 await call.send_dtmf(action)
                 # A wrong key: its prompt, then the menu again.
                 await asyncio.sleep(timing.no_input + 1.5)
+            if survey != "-":
+                await self._answer_survey(call, hung_up, survey, end_timeout)
             await call.wait_disconnected(timeout=end_timeout)
         except BaseException:
             with contextlib.suppress(Exception):
                 await call.hangup()
             raise
         return call
+
+    async def _answer_survey(
+        self, call, agent_gone: asyncio.Event, key: str, timeout: float
+    ) -> None:
+        """Press ``key`` once the survey question starts after the agent left."""
+        gone = asyncio.ensure_future(agent_gone.wait())
+        ended = asyncio.ensure_future(call.wait_disconnected(timeout=timeout))
+        try:
+            await asyncio.wait({gone, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (gone, ended):
+                task.cancel()
+            await asyncio.gather(gone, ended, return_exceptions=True)
+        if call.disconnected:
+            return
+        if not key:
+            await asyncio.sleep(0.5)  # hang up after the agent, not with them
+            with contextlib.suppress(Exception):
+                await call.hangup()
+            return
+        await asyncio.sleep(1.5)  # the question begins; Read() takes a key at once
+        with contextlib.suppress(Exception):
+            await call.send_dtmf(key)
 
     def timing(self) -> PromptTiming:
         if self._timing is None:
@@ -331,13 +430,17 @@ class Lab:
 
     # -- tear-down -------------------------------------------------------------
 
-    async def stop(self) -> None:
+    async def _stop_agents(self) -> None:
+        """Stop the agents' answering loops and close the softphone farm."""
         for agent in self.agents.values():
             if agent.task is not None:
                 agent.task.cancel()
         if self.farm is not None:
             with contextlib.suppress(Exception):
                 await self.farm.close()
+
+    async def stop(self) -> None:
+        await self._stop_agents()
         if self.server is not None and self._server_task is not None:
             self.server.stop()
             with contextlib.suppress(Exception, asyncio.CancelledError):

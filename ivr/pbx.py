@@ -78,6 +78,9 @@ class PbxSettings:
     # Contexts appended to extensions.conf as they are: the dial plan compiled
     # to native dialplan (routing.native), the benchmark's callers and agents.
     extra_dialplan: str = ""
+    # Issue 9: Asterisk's HTTP server for SIP over WebSocket (0: off) and, with
+    # it, a WebRTC endpoint web-<agent> beside each agent's SIP endpoint.
+    http_port: int = 0
 
     def __post_init__(self) -> None:
         # Read-only copies: a frozen settings object must not change under us.
@@ -122,6 +125,10 @@ class PbxSettings:
                 peers.append(peer)
         if len(set(peers)) != len(peers):
             raise PbxError(f"PbxSettings.agents and trunks share names: {peers}")
+        if self.http_port and not 1024 <= self.http_port <= 65535:
+            raise PbxError(
+                f"PbxSettings.http_port={self.http_port}: use 0 (off) or 1024-65535"
+            )
 
 
 def _check_name(key: str, value: str) -> None:
@@ -260,6 +267,9 @@ class Pbx:
             "agent_extensions": self._parts("agent_extension.conf", s.agents),
             "queues": self._parts("queue.conf", dict.fromkeys(static_desks, "")),
             "extra_dialplan": s.extra_dialplan,
+            "http_enabled": "yes" if s.http_port else "no",
+            "http_port": str(s.http_port or 8088),
+            "webrtc": self._webrtc(),
         }
         for template in sorted(_TEMPLATES.glob("*.conf")):
             text = _fill(template, values)
@@ -269,6 +279,15 @@ class Pbx:
         self._link_stock(data_dir)
         _make_hold_tone(inst / "moh" / _HOLD_TONE)
         log.pbx.debug("rendered %s", inst)
+
+    def _webrtc(self) -> str:
+        """The ws transport and the agents' WebRTC endpoints (issue 9)."""
+        if not self.settings.http_port:
+            return ""
+        transport = (
+            "[transport-ws]\ntype = transport\nprotocol = ws\nbind = 127.0.0.1\n\n"
+        )
+        return transport + self._parts("pjsip_webrtc.conf", self.settings.agents)
 
     def _parts(self, template: str, items: Mapping[str, str]) -> str:
         path = _TEMPLATES / "parts" / template

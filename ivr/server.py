@@ -19,7 +19,7 @@ from panoramisk.message import Message
 from ivr import log
 from ivr.agents import AgentDesk
 from ivr.ami.agi import AgiRouter
-from ivr.ami.session import AmiSession
+from ivr.ami.session import AmiSession, live_channels
 from ivr.callbacks import Callbacks
 from ivr.calls import CallTracker
 from ivr.config import Config
@@ -30,8 +30,11 @@ from ivr.dialplans import load_dialplan_file
 from ivr.engine import FALLBACK_DESK, IvrEngine, PromptPaths
 from ivr.errors import AgiError, AmiConnectionLost, AmiError, TicketStoreError
 from ivr.events import EventBus
+from ivr.journal import JournaledStore
+from ivr.sip_guard import SipBlocker, SipGuard
 from ivr.tickets import TicketStore, parse_iso
 from ivr.waiting import WaitingRoom
+from ivr.watchdog import WATCHDOG_CONTEXT, MenuWatchdog
 from ivr.web.settings import load_admin_settings
 from routing.agents import AgentBook
 from routing.callers import CallerFacts, facts_for
@@ -48,6 +51,8 @@ class HotlineServer:
             port=config.mqtt.port,
             client_id=config.mqtt.client_id,
             topic_prefix=config.mqtt.topic_prefix,
+            # Issue 8: events kept while the broker is away survive a restart.
+            spool_path=Path(config.mqtt.spool) if config.mqtt.spool else None,
         )
         self.session = AmiSession(config.ami)
         self.ready = asyncio.Event()
@@ -61,6 +66,8 @@ class HotlineServer:
         self.waiting: WaitingRoom | None = None
         self.callbacks: Callbacks | None = None
         self.desks: DeskBoard | None = None
+        self.transfers = None  # issue 5: an ivr.transfer.TransferDesk (run())
+        self.handoff = None  # and its ivr.handoff.Handoff
         self.callback_dial = config.routing.callback_dial.format
         # Issue 3: every publish goes through self.plans, which sets self.plan.
         self.admin_settings = load_admin_settings(config)
@@ -76,7 +83,11 @@ class HotlineServer:
         self._stop.set()
 
     async def run(self) -> None:
-        self.store = await TicketStore.open(self.config.store_path)
+        self.store = await TicketStore.open(
+            self.config.store_path, busy_timeout=self.config.store_busy_timeout
+        )
+        # Issue 8: while the store fails, call writes wait in a journal.
+        self.store = await JournaledStore.open(self.store, events=self.bus)
         self.tracker = CallTracker(
             self.store,
             self.bus,
@@ -93,9 +104,21 @@ class HotlineServer:
         # (and its ticket under way) before its AsyncAGIStart is handled.
         self.session.on_event(self.tracker.handle)
         self.agi = AgiRouter(self.session, self.engine.start_call)
+        # Issue 8: the dialplan's menu watchdog, pushed back while we drive.
+        self.watchdog = MenuWatchdog(self.session, self._menu_channels)
+        self.engine.before_release = self.watchdog.release
+        # Issue 8: repeated SIP authentication failures, reported (and the
+        # address denied when Asterisk includes our blocklist).
+        blocklist = self.config.sip_blocklist
+        self.sip_guard = SipGuard(
+            self.bus,
+            blocker=SipBlocker(self.session, blocklist) if blocklist else None,
+        )
+        self.session.on_event(self.sip_guard.handle)
         self.session.on_connected(self._after_login)
         self.session.on_disconnected(self.agi.fail_all)
         self._start_queueing()  # issue 4
+        self._start_transfers()  # issue 5
         log.ivr.info(
             "serving hotline %s with dial plan %s",
             self.config.hotline_number,
@@ -108,6 +131,8 @@ class HotlineServer:
                 tracker = group.create_task(self.tracker.run(), name="tickets")
                 bus = group.create_task(self.bus.run(), name="mqtt")
                 stop = group.create_task(self._stop.wait(), name="stop")
+                watchdog = group.create_task(self.watchdog.run(), name="watchdog")
+                guard = group.create_task(self.sip_guard.run(), name="sip-guard")
                 queueing = [  # issue 4
                     group.create_task(coro, name=name)
                     for name, coro in self._queueing_tasks().items()
@@ -116,7 +141,7 @@ class HotlineServer:
                     {session, stop}, return_when=asyncio.FIRST_COMPLETED
                 )
                 await self._shutdown()
-                for task in (session, tracker, bus, stop, *queueing):
+                for task in (session, tracker, bus, stop, watchdog, guard, *queueing):
                     task.cancel()
                 for task in done:
                     if task is session and task.exception() is not None:
@@ -147,6 +172,9 @@ class HotlineServer:
                 "agent resync",
                 lambda: self.agents.resync(adopt=self.session.connections == 1),
             ),
+            # Issue 5: before the tickets are closed, so a transfer segment
+            # settled here comes before the call's end.
+            ("transfer resync", self._resync_transfers),
             ("call and ticket resync", lambda: self.tracker.resync(self.session)),
             ("waiting callers resync", self._resync_waiting),
         )
@@ -164,16 +192,17 @@ class HotlineServer:
         )
         self.ready.set()
 
+    def _menu_channels(self) -> list[str]:
+        return [n for n, c in self.agi.channels.items() if not c.ended.is_set()]
+
     async def _rescue_stranded_agi(self) -> None:
         """Calls left in AsyncAGI by a previous session go to the general desk."""
         try:
-            response = await self.session.action(
-                "CoreShowChannels", collect_events=True
-            )
+            channels = await live_channels(self.session)
         except AmiError as exc:
             log.ivr.warning("cannot look for stranded calls: %s", exc)
             return
-        for event in getattr(response, "events", []):
+        for event in channels:
             if event.get("Application") != "AGI":
                 continue
             channel = event.get("Channel", "")
@@ -188,6 +217,20 @@ class HotlineServer:
             FALLBACK_DESK,
         )
         try:
+            if event.get("Context") == WATCHDOG_CONTEXT:
+                # Issue 8: AGI commands would wait behind the prompt the lost
+                # session left playing; a redirect to the watchdog's T
+                # extension (general desk, YHT_FALLBACK=server-lost) is now.
+                await self.session.action(
+                    "Redirect",
+                    {
+                        "Channel": channel,
+                        "Context": WATCHDOG_CONTEXT,
+                        "Exten": "T",
+                        "Priority": 1,
+                    },
+                )
+                return
             for command in (
                 f'SET VARIABLE YHT_DESK "{FALLBACK_DESK}"',
                 "ASYNCAGI BREAK",
@@ -257,14 +300,34 @@ class HotlineServer:
         from ivr.web.status_routes import STATUS_OPERATIONS, attach  # issue 4
 
         extra = self._ticket_routes() + STATUS_OPERATIONS
+        extra += self._transfer_routes()  # issue 5
         app = make_app(self.plans, library, tokens, extra=extra)
         attach(app, self.desks, self.agents)  # issue 4
+        self._attach_transfers(app)  # issue 5
+        self._attach_pages(app, settings)  # issue 9
         if self.workorders is not None:
             from ivr.web.tickets_api import WORKORDERS
 
             app[WORKORDERS] = self.workorders
         self.admin_api = AdminServer(app, settings.host, settings.port)
         await self.admin_api.start()
+
+    def _attach_pages(self, app, settings) -> None:
+        """The web pages (issue 9) on the admin app, with their users file."""
+        from ivr.web.accounts import UserBook, users_file
+        from ivr.web.pages import attach as attach_pages
+
+        users = UserBook.load(users_file(settings))
+        attach_pages(
+            app,
+            users,
+            store=self.store,
+            tracker=self.tracker,
+            targets=self.config.transfer_targets,
+            # The browser phones' address and SIP accounts, when the one who
+            # rendered Asterisk's configuration gave them (the lab, issue 9).
+            softphone=getattr(self, "softphone", None),
+        )
 
     def _ticket_routes(self) -> tuple:
         """The tickets API (work orders) when its catalog of units exists."""
@@ -322,6 +385,7 @@ class HotlineServer:
         self.session.on_event(self.desks.handle)
         self.bus.subscribe("commands/agent/+", self.agents.on_command)
         self.bus.subscribe("commands/call/flag", self.waiting.on_command)
+        self._start_surveys()  # issue 6
 
     def _queueing_tasks(self) -> dict[str, Coroutine]:
         return {
@@ -329,7 +393,79 @@ class HotlineServer:
             "waiting": self.waiting.run(),
             "callbacks": self.callbacks.run(),
             "desk-status": self.desks.run(),
+            "surveys": self.surveys.run(),  # issue 6
+            "follow-ups": self.followups.run(),
+            "transfers": self.transfers.run(),  # issue 5
         }
+
+    # -- the in-call survey and follow-up calls (issue 6) -------------------------
+
+    def _start_surveys(self) -> None:
+        from ivr.followup import FollowUps
+        from ivr.survey import InCallSurveys
+
+        self.surveys = InCallSurveys(self.tracker, self.bus, self._survey_orders)
+        self.followups = FollowUps(
+            self.session,
+            self._survey_orders,
+            self.bus,
+            lambda number: self.callback_dial(number=number),
+            self.config.followup,
+            caller_id=self.config.routing.callback_caller_id,
+        )
+        self.session.on_event(self.surveys.handle)
+        self.session.on_event(self.followups.handle)
+
+    def _survey_orders(self):
+        """The work orders surveys write through: the tickets API's if it runs."""
+        if self.workorders is not None:
+            return self.workorders
+        if getattr(self, "_own_orders", None) is None:
+            from ivr.catalog import catalog_path, load_catalog
+            from ivr.workorders import WorkOrders
+            from routing.workorder import Catalog
+
+            path = catalog_path(self.config.source or "config/hotline.toml")
+            catalog = load_catalog(path) if path.exists() else Catalog({}, {}, {})
+            self._own_orders = WorkOrders(self.store, catalog)
+        return self._own_orders
+
+    # -- warm transfers and the hand-off flow (issue 5) ---------------------------
+
+    def _start_transfers(self) -> None:
+        from ivr.handoff import Handoff
+        from ivr.transfer import TransferDesk
+
+        source = self.config.source
+        base = Path(source).resolve().parent if source else Path()
+        targets = self.config.transfer_targets
+        self.handoff = Handoff(self.store, self.bus, targets, base)
+        self.transfers = TransferDesk(
+            self.session,
+            self.tracker,
+            self.bus,
+            targets,
+            handoff=self.handoff,
+        )
+        self.session.on_event(self.transfers.handle)
+        self.handoff.subscribe()
+        # A dial plan's "transfer: <target>" dials the configured target.
+        self.engine.direct_transfer = self.transfers.direct
+
+    def _transfer_routes(self) -> tuple:
+        from ivr.web.transfer_routes import TRANSFER_OPERATIONS
+
+        return TRANSFER_OPERATIONS
+
+    def _attach_transfers(self, app) -> None:
+        from ivr.web.transfer_routes import attach as attach_transfers
+
+        attach_transfers(app, self.transfers, self.handoff)
+
+    async def _resync_transfers(self) -> None:
+        """Transfers followed across a reconnect (docs/transfers.md)."""
+        if self.transfers is not None:
+            await self.transfers.resync()
 
     async def _resync_waiting(self) -> None:
         """Callers waiting now, once the tracker knows the calls again."""

@@ -134,7 +134,7 @@ async def _opened(args: argparse.Namespace) -> AsyncIterator[Any]:
         else:
             from ivr import config as config_module
 
-            path = config_module.load(args.config).store_path
+            path = config_module.load(args.config, need_ami_secret=False).store_path
         if not path.exists():
             raise ConfigError(f"{path}: no ticket store there")
         location = str(path)

@@ -49,6 +49,20 @@ DEVICE_STATE_NAMES = {
     "RINGINUSE": "in_use",
     "ONHOLD": "on_hold",
 }
+# The phones an agent takes queue calls on (issue 9): the SIP endpoint
+# ``PJSIP/6001`` or the browser softphone's WebRTC endpoint ``PJSIP/web-6001``.
+PHONES = ("sip", "web")
+WEB_PREFIX = "web-"
+
+
+def extension_of(interface: str) -> str:
+    """PJSIP/6001, PJSIP/web-6001 or a channel PJSIP/web-6001-0000002a -> 6001."""
+    name = interface.rsplit("/", 1)[-1]
+    if name.startswith(WEB_PREFIX):
+        name = name[len(WEB_PREFIX) :]
+    return name.split("-", 1)[0]
+
+
 BUSY_DEVICES = frozenset({"in_use", "busy", "ringing", "on_hold"})
 GONE_DEVICES = frozenset({"invalid", "unavailable"})
 
@@ -72,10 +86,11 @@ class Action:
     reason: str = ""
     paused: bool = False
     channel: str = ""  # hangup: the agent's ringing channel
+    via: str = ""  # the member's interface when not the SIP phone's
 
     @property
     def interface(self) -> str:
-        return f"PJSIP/{self.extension}"
+        return self.via or f"PJSIP/{self.extension}"
 
 
 @dataclass(frozen=True)
@@ -107,9 +122,12 @@ class Agent:
     # queue -> reason, for queues where Asterisk reports the member paused
     # (by the router, or by someone at Asterisk's own CLI).
     paused_in: dict[str, str] = field(default_factory=dict)
+    phone: str = "sip"  # where queue calls ring: one of PHONES
 
     @property
     def interface(self) -> str:
+        if self.phone == "web":
+            return f"PJSIP/{WEB_PREFIX}{self.extension}"
         return f"PJSIP/{self.extension}"
 
     def in_wrapup(self, now: float) -> bool:
@@ -176,9 +194,8 @@ class AgentBook:
             raise KeyError(f"no agent {extension!r}") from None
 
     def by_interface(self, interface: str) -> Agent | None:
-        """PJSIP/6001 (or a channel PJSIP/6001-0000002a) -> its agent."""
-        extension = interface.split("/", 1)[-1].split("-", 1)[0]
-        return self.agents.get(extension)
+        """PJSIP/6001, PJSIP/web-6001 (or a channel of either) -> its agent."""
+        return self.agents.get(extension_of(interface))
 
     def membership(self, agent: Agent) -> dict[str, int]:
         """queue -> penalty for the agent's skills at desks that exist."""
@@ -277,6 +294,45 @@ class AgentBook:
         if not agent.logged_in or not was_paused:
             return []
         return [Action("unpause", extension)]
+
+    def use_phone(self, extension: str, phone: str, now: float) -> list[Action]:
+        """Take queue calls on ``phone`` ("sip" or "web") from now on: the
+        memberships move to its interface with the same penalties and pause.
+
+        Refused (ValueError) while a call rings or is up: one call at a time,
+        and its end is still reported on the interface it came on.
+        """
+        agent = self.get(extension)
+        if phone not in PHONES:
+            raise ValueError(f"unknown phone {phone!r} (one of: {', '.join(PHONES)})")
+        if phone == agent.phone:
+            return []
+        if agent.ringing or agent.calls:
+            raise ValueError(
+                f"agent {extension} is on a call: change phones after it ends"
+            )
+        old = agent.interface
+        agent.phone = phone
+        agent.device = "unknown"  # the new member's status tells
+        if not agent.logged_in:
+            return []
+        members = self.membership(agent)
+        paused = agent.wants_paused(now)
+        reason = agent.pause_text(now)
+        actions = [Action("remove", extension, q, via=old) for q in members]
+        actions += [
+            Action(
+                "add",
+                extension,
+                q,
+                penalty=pen,
+                paused=paused,
+                reason=reason,
+                via=agent.interface,
+            )
+            for q, pen in members.items()
+        ]
+        return actions
 
     # -- what Asterisk reports ---------------------------------------------------
 

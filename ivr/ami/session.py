@@ -440,3 +440,12 @@ class AmiSession:
 
     def _where(self) -> str:
         return f"{self.settings.host}:{self.settings.port}"
+
+
+async def live_channels(session: AmiSession) -> list[Message]:
+    """Every channel Asterisk has now, as its ``CoreShowChannel`` events.
+
+    Raises AmiError as :meth:`AmiSession.action` does.
+    """
+    response = await session.action("CoreShowChannels", collect_events=True)
+    return list(getattr(response, "events", []))

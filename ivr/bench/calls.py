@@ -350,6 +350,9 @@ class LoadGenerator:
             f"BENCH_LIMIT={talk + s.patience:.1f}",
             # Inherited by the agent's channels through the queue.
             f"__BENCH_TALK={talk:.2f}",
+            # Both arms measure menu, queue and talk; the satisfaction survey
+            # after the agent hangs up is not part of the comparison.
+            "YHT_NO_SURVEY=1",
         ]
         try:
             result = await self.session.originate(

@@ -351,23 +351,13 @@ sounds_dir = {q(self.sounds_dir)}
             Path(f"{self.store_path}{suffix}").unlink(missing_ok=True)
         self.stats_path.unlink(missing_ok=True)
         config = self._write_server_config()
-        env = {k: v for k, v in os.environ.items() if k != "YHT_AMI_SECRET"}
         command = [sys.executable, "-m", "ivr.bench.server"]
         if self.settings.server_nice:
             command = ["nice", "-n", str(self.settings.server_nice), *command]
         arguments = [str(config), str(self.stats_path)]
         if self.settings.proposals:
             arguments.append("--proposals=" + ",".join(self.settings.proposals))
-        # Popen, not asyncio's: fork+exec takes a millisecond or two.
-        with self.server_log.open("ab") as out:
-            return subprocess.Popen(
-                [*command, *arguments],
-                cwd=REPO,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        return spawn_server([*command, *arguments], self.server_log)
 
     async def stop_server(self) -> None:
         proc, self.server = self.server, None
@@ -446,3 +436,22 @@ def _write_tone(path: Path, seconds: float, rate: int = 8000) -> None:
         out.setframerate(rate)
         out.writeframes(bytes(frames))
     tmp.replace(path)
+
+
+def spawn_server(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start a hotline server process from the repository, its output
+    appended to ``log_path``; it reads the AMI secret from its own file.
+
+    Popen, not asyncio's: fork+exec takes a millisecond or two, and the
+    process is watched with poll(), outliving no event loop's transport.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "YHT_AMI_SECRET"}
+    with log_path.open("ab") as out:
+        return subprocess.Popen(
+            argv,
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )

@@ -26,6 +26,7 @@ import pytest
 
 from ivr.lab import Lab
 from tests.conftest import PORT_BASE, lab_ports
+from tests.support.calls import tracked_call, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -106,17 +107,6 @@ async def _idle(lab, timeout: float = 20) -> None:
         ) from None
 
 
-async def until(predicate, timeout: float, what: str, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        await asyncio.sleep(every)
-
-
 class Hotline:
     def __init__(self, lab: Lab, callers: list) -> None:
         self.lab = lab
@@ -148,10 +138,7 @@ class Hotline:
         return call
 
     def tracked(self, number: str):
-        for call in self.server.tracker.calls.values():
-            if call.caller_number == number:
-                return call
-        return None
+        return tracked_call(self.lab, number)
 
     async def agent_of(self, number: str, timeout: float = 20) -> str:
         """The agent who answered ``number``'s call."""

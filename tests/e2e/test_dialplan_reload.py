@@ -13,6 +13,7 @@ import asyncio
 import pytest
 
 from ivr.errors import DialplanError
+from tests.support.calls import closed_ticket
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -37,9 +38,7 @@ async def in_menu(lab, number: str, timeout: float = 30) -> None:
 
 async def ticket_of(lab, number: str) -> dict:
     """The one ticket of ``number``'s call, with its timeline."""
-    await lab.server.tracker.drain()
-    (ticket,) = await lab.server.store.find(caller=number)
-    return await lab.server.store.get(ticket["number"])
+    return await closed_ticket(lab, caller=number)
 
 
 async def test_reload_while_a_call_is_in_the_menu(lab):

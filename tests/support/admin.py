@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from ivr.dialplan_live import LivePlan
@@ -62,6 +63,15 @@ async def admin_api(tmp_path: Path) -> AsyncIterator[Admin]:
     app = make_app(live, library, book)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         yield Admin(client, live, library, tokens, prompts_dir, install_dir)
+
+
+async def pages_app(tmp_path: Path, token: str = "") -> web.Application:
+    """The admin app on ``PLAN``, prompts under ``tmp_path``, and one admin
+    API token (``token``, or a random one), for the web pages' tests."""
+    live = LivePlan(DialplanStore(tmp_path / "versions"), parse_dialplan(PLAN))
+    await live.open(PLAN, "12345.yaml")
+    tokens = TokenBook([(Role.ADMIN, "api", token or secrets.token_urlsafe(32))])
+    return make_app(live, PromptLibrary(tmp_path / "prompts", None), tokens)
 
 
 def files_under(folder: Path) -> list[str]:

@@ -143,3 +143,27 @@ async def test_a_call_that_hung_up_before_its_menu_is_not_adopted_again(tracker)
         await tracker.call_for("PJSIP/pstn-00000011", "1700000000.200", {})
     assert tracker.calls == {}
     await run(tracker)
+
+
+async def test_keys_after_the_menu_are_kept_apart_from_menu_choices(tracker):
+    """A key pressed to the agent or in the survey is not a menu choice."""
+
+    def dtmf(digit: str) -> bytes:
+        return (
+            b"Event: DTMFEnd\r\nChannel: PJSIP/pstn-00000011\r\nDigit: "
+            + digit.encode()
+            + b"\r\nDirection: Received\r\nDurationMs: 160\r\n\r\n"
+        )
+
+    events = CASE06.split(b"Event: Hangup")[0] + (
+        b"Event: QueueCallerJoin\r\nChannel: PJSIP/pstn-00000011\r\nQueue: yi\r\n"
+        b"Position: 1\r\n\r\n"
+        b"Event: AgentConnect\r\nChannel: PJSIP/pstn-00000011\r\nQueue: yi\r\n"
+        b"Interface: PJSIP/6004\r\nMemberName: Ayi\r\nHoldTime: 2\r\n\r\n"
+        + dtmf("1")
+        + b"Event: Hangup\r\nChannel: PJSIP/pstn-00000011\r\nCause: 16\r\n\r\n"
+    )
+    feed(tracker, events)
+    await run(tracker)
+    (ticket,) = await tracker.store.find()
+    assert [(k["key"], k.get("during")) for k in ticket["keys"]] == [("1", "answered")]
