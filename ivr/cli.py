@@ -72,11 +72,6 @@ def main(argv: list[str] | None = None) -> int:
         help="callers send no audio (AsyncAGI then polls at 100 ms)",
     )
     bench.add_argument(
-        "--filter-server-events",
-        action="store_true",
-        help="measure the proposal: the server's AMI account without unused events",
-    )
-    bench.add_argument(
         "--server-nice", type=int, default=0, help="run the server at this nice value"
     )
     bench.add_argument(

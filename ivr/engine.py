@@ -179,16 +179,16 @@ class IvrEngine:
         max_penalty: int | None = None,
     ) -> None:
         self.tracker.routed(call, desk, priority, reason)
+        variables = {}
         with contextlib.suppress(TimeoutError):
             # Agents' screens find the ticket by this variable.
             await asyncio.wait_for(call.opened.wait(), TICKET_WAIT)
-            await channel.set_variable("YHT_TICKET", call.ticket_number)
-        await channel.set_variable("YHT_DESK", queue)
-        await channel.set_variable("YHT_PRIORITY", str(priority))
+            variables["YHT_TICKET"] = call.ticket_number
+        variables |= {"YHT_DESK": queue, "YHT_PRIORITY": str(priority)}
         if max_penalty is not None:
             # The desk's best agents first; ivr.waiting widens it later.
-            await channel.set_variable("YHT_MAX_PENALTY", str(max_penalty))
-        await self._release(channel)
+            variables["YHT_MAX_PENALTY"] = str(max_penalty)
+        await self._release(channel, variables)
         self.calls_routed += 1
 
     async def _transfer(self, channel: AgiChannel, call: Call, step: Transfer) -> None:
@@ -199,10 +199,7 @@ class IvrEngine:
             raise AgiError(f"no transfer target {step.target!r} is configured")
         reason = f"transfer to {step.target} ({step.reason}); general desk if it fails"
         self.tracker.routed(call, FALLBACK_DESK, 0, reason)
-        for name, value in variables.items():
-            await channel.set_variable(name, value)
-        await channel.set_variable("YHT_DESK", FALLBACK_DESK)
-        await self._release(channel)
+        await self._release(channel, {**variables, "YHT_DESK": FALLBACK_DESK})
 
     async def _rescue(self, channel: AgiChannel, call: Call, why: str) -> None:
         """Never strand a caller: hand the call to the general desk."""
@@ -221,10 +218,9 @@ class IvrEngine:
             )
 
     async def _release_to_general(self, channel: AgiChannel) -> None:
-        await channel.set_variable("YHT_DESK", FALLBACK_DESK)
-        await self._release(channel)
+        await self._release(channel, {"YHT_DESK": FALLBACK_DESK})
 
-    async def _release(self, channel: AgiChannel) -> None:
+    async def _release(self, channel: AgiChannel, variables: dict[str, str]) -> None:
         if self.before_release is not None:
             await self.before_release(channel.channel)
-        await channel.release()
+        await channel.release(variables)

@@ -46,6 +46,15 @@ _MODULE_DIRS = (
     "/usr/lib/asterisk/modules",
     "/usr/lib64/asterisk/modules",
 )
+# Events the server's AMI account never reads (manager.conf eventfilter).
+# Dropped by Asterisk before they are sent: about 74 events per call become
+# about 27, which the bench measured as less CPU for both server and Asterisk.
+# Keep in step with the handlers: a name used in ivr/ must not be listed.
+SERVER_UNUSED_EVENTS = (
+    "AGIExecStart AGIExecEnd NewCallerid NewConnectedLine Newstate "
+    "SoftHangupRequest HangupRequest LocalBridge BridgeCreate BridgeEnter "
+    "BridgeLeave BridgeDestroy SuccessfulAuth ChallengeSent"
+).split()
 # Files holding passwords: readable by their owner only.
 _SECRET_FILES = frozenset({"pjsip.conf", "manager.conf"})
 _INSTANCE_DIRS = "etc run log spool lib sounds moh recordings agi-bin".split()
@@ -270,6 +279,10 @@ class Pbx:
             "http_enabled": "yes" if s.http_port else "no",
             "http_port": str(s.http_port or 8088),
             "webrtc": self._webrtc(),
+            "server_event_filter": "".join(
+                f"eventfilter(action(exclude),name({name})) =\n"
+                for name in SERVER_UNUSED_EVENTS
+            ),
         }
         for template in sorted(_TEMPLATES.glob("*.conf")):
             text = _fill(template, values)

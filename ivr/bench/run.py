@@ -272,13 +272,12 @@ async def main_bench(args) -> int:
         PRESETS[args.preset],
         arms=arms,
         silent_callers=args.silent_callers,
-        filter_server_events=args.filter_server_events,
         server_nice=args.server_nice,
         proposals=_proposals(args.proposals),
     )
     options = [
         f"--{name.replace('_', '-')}"
-        for name in ("silent_callers", "filter_server_events")
+        for name in ("silent_callers",)
         if getattr(args, name)
     ]
     if args.proposals:

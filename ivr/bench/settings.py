@@ -93,8 +93,6 @@ class BenchSettings:
     arms: tuple[str, ...] = ("A", "B")
     # Callers send no audio: AsyncAGI then polls for commands every 100 ms.
     silent_callers: bool = False
-    # Drop the events the server never reads from its AMI account (a proposal).
-    filter_server_events: bool = False
     # The server's nice value (-20..19): Asterisk runs a thread per call, the
     # server one, and the kernel shares the CPU between threads.
     server_nice: int = 0

@@ -94,35 +94,17 @@ eventfilter(name(Hangup),header(Channel),method(regex)) = {_CALLER_CHANNEL}
 
 
 # Events the server never reads, a good half of what a call sends it. Only with
-# ``--filter-server-events``: a proposal measured, not our configuration (yet).
-SERVER_UNUSED_EVENTS = (
-    "AGIExecStart AGIExecEnd NewCallerid NewConnectedLine Newstate "
-    "SoftHangupRequest HangupRequest LocalBridge DialBegin DialEnd BridgeCreate "
-    "BridgeEnter BridgeLeave BridgeDestroy MusicOnHoldStart MusicOnHoldStop "
-    "AgentCalled QueueCallerLeave"
-).split()
-
-
 class BenchPbx(Pbx):
     """Our Asterisk configuration plus the bench's AMI account."""
 
-    def __init__(
-        self, settings: PbxSettings, bench_secret: str, filter_server: bool = False
-    ) -> None:
+    def __init__(self, settings: PbxSettings, bench_secret: str) -> None:
         super().__init__(settings)
         self._bench_secret = bench_secret
-        self._filter_server = filter_server
 
     def render(self) -> None:
         super().render()
         path = self.instance_dir / "etc" / "manager.conf"
         text = path.read_text()
-        if self._filter_server:
-            # The server's account is the last section of manager.conf.
-            text += "".join(
-                f"eventfilter(action(exclude),name({name})) =\n"
-                for name in SERVER_UNUSED_EVENTS
-            )
         text += BENCH_MANAGER_USER.format(secret=self._bench_secret)
         tmp = path.with_name(path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -200,7 +182,6 @@ class BenchStack:
         self.pbx = BenchPbx(
             replace(pbx_settings, extra_dialplan=native + BENCH_DIALPLAN),
             self._secrets["bench"],
-            filter_server=self.settings.filter_server_events,
         )
         prompts = self.data_dir / "prompts"
         await asyncio.to_thread(self._make_prompts, prompts)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from ivr.errors import PbxError
-from ivr.pbx import Pbx, PbxSettings
+from ivr.pbx import SERVER_UNUSED_EVENTS, Pbx, PbxSettings
 
 pytestmark = pytest.mark.e2e
 
@@ -57,6 +57,7 @@ class Ami:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.reader, self.writer = reader, writer
         self.greeting = b""
+        self.seen: set[str] = set()  # event names received
 
     @classmethod
     async def connect(cls, port: int = SETTINGS.ami_port) -> Ami:
@@ -76,6 +77,8 @@ class Ami:
             key, sep, value = line.partition(": ")
             if sep:
                 fields.setdefault(key, value)
+        if "Event" in fields:
+            self.seen.add(fields["Event"])
         return fields
 
     async def wait_for(self, timeout: float = 10, **match: str) -> dict[str, str]:
@@ -428,6 +431,10 @@ async def test_caller_is_the_from_user_and_the_server_drives_the_ivr(
     assert "prio: 7" in await pbx.cli("queue show business")
     assert await caller.bye() == 200
     await ami.wait_for(Event="Hangup", Channel=channel)
+    # The account's eventfilter: a call and AGI commands make Newstate and
+    # AGIExecStart/End, none of which reach the server.
+    assert {"AsyncAGIExec", "QueueCallerJoin", "Hangup"} <= ami.seen
+    assert not ami.seen & set(SERVER_UNUSED_EVENTS), ami.seen
 
 
 async def test_dtmf_events_reach_ami(pbx: Pbx, ami: Ami, phones: list[Phone]) -> None:
