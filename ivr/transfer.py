@@ -113,10 +113,19 @@ class TransferDesk:
                 return call
         return None
 
-    async def request(self, call_id: str, target_name: str, action: str) -> dict:
-        """``start``, ``complete``, ``threeway`` or ``abort``; TransferError."""
+    async def request(
+        self, call_id: str, target_name: str, action: str, *, agent: str | None = None
+    ) -> dict:
+        """``start``, ``complete``, ``threeway`` or ``abort``; TransferError.
+
+        With ``agent`` (an agent's own session) only that agent's call may be
+        transferred.
+        """
         call = self.find_call(call_id)
         if call is None:
+            raise TransferError(404, "no_such_call", f"no live call {call_id!r}")
+        if agent is not None and agent != self.agent_of(call):
+            # The same answer as for no call: ticket numbers are guessable.
             raise TransferError(404, "no_such_call", f"no live call {call_id!r}")
         if action == "start":
             target = self.targets.get(target_name)
@@ -155,6 +164,11 @@ class TransferDesk:
         else:
             raise TransferError(400, "bad_action", f"unknown action {action!r}")
         return self.describe(running)
+
+    def agent_of(self, call: Call) -> str:
+        """The extension of the agent talking with the caller now."""
+        leg = self.agent_legs.get(call.linkedid)
+        return leg[1] if leg else call.agent
 
     async def start(self, call: Call, target: Target) -> Running:
         if call.linkedid in self.running:

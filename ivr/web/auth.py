@@ -53,6 +53,9 @@ class Role(enum.IntEnum):
 class Identity:
     name: str
     role: Role
+    # The extension an agent account works as (web sessions); None for tokens
+    # and for supervisors and admins.
+    agent: str | None = None
 
 
 # aiohttp 3.14 warns about plain string request keys; before 3.14 (our floor is

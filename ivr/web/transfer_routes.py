@@ -18,7 +18,7 @@ from aiohttp import web
 
 from ivr.handoff import Handoff, HandoffError
 from ivr.transfer import TransferDesk, TransferError
-from ivr.web.auth import Role, public, requires
+from ivr.web.auth import IDENTITY, Role, public, requires
 from ivr.web.errors import ApiError, json_object, serving
 from ivr.web.openapi import Operation
 
@@ -45,8 +45,14 @@ async def transfer(request: web.Request) -> web.Response:
     if action == "start" and not target:
         raise ApiError(400, "no_target", "start needs a target")
     desk = serving(request, TRANSFER_DESK)
+    identity = request[IDENTITY]
+    # An agent's session acts on the agent's own call only; supervisors,
+    # admins and agent-role tokens (a CTI integration) on any call.
+    agent = identity.agent if identity.role == Role.AGENT else None
     try:
-        result = await desk.request(request.match_info["id"], target, action)
+        result = await desk.request(
+            request.match_info["id"], target, action, agent=agent
+        )
     except TransferError as exc:
         raise ApiError(exc.status, exc.error, str(exc)) from None
     return web.json_response(result)
