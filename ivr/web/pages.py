@@ -163,7 +163,7 @@ async def login(request: web.Request) -> web.Response:
         )
     address = request.remote or "?"
     limiter = request.app[LIMITER]
-    wait = limiter.retry_after(address, name)
+    wait = limiter.reserve(address, name)
     if wait:
         log.web.warning(
             "login refused for %s from %s: too many failures", name, address
@@ -179,10 +179,9 @@ async def login(request: web.Request) -> web.Response:
     users.refresh()  # accounts added with `hotline users` while running
     account = await asyncio.to_thread(users.verify, name, password)
     if account is None:
-        limiter.failed(address, name)
         log.web.info("login failed for %r from %s", name, address)
         return _login_page(request, "wrong name or password", 401, name=name)
-    limiter.succeeded(name)
+    limiter.succeeded(address, name)
     session = request.app[SESSIONS].start(account)
     log.web.info("login: %s (%s) from %s", account.name, account.role_name, address)
     target = _safe_next(str(form.get("next", ""))) or _home(session)
@@ -249,7 +248,12 @@ async def wallboard_page(request: web.Request) -> web.Response:
 
 @page(Role.SUPERVISOR)
 async def wallboard_events(request: web.Request) -> web.StreamResponse:
-    return await wallboard.stream(request)
+    def still_allowed() -> bool:
+        # Checked at every tick: a logout or a removed account ends the stream.
+        session = current(request)
+        return session is not None and session.account.role >= Role.SUPERVISOR
+
+    return await wallboard.stream(request, still_allowed)
 
 
 @page(Role.SUPERVISOR)

@@ -47,7 +47,7 @@ class Session:
     seen: float
 
     def identity(self) -> Identity:
-        return Identity(self.account.name, self.account.role)
+        return Identity(self.account.name, self.account.role, self.account.agent)
 
 
 class SessionStore:
@@ -95,12 +95,19 @@ class SessionStore:
                 del self._sessions[session.id]
 
 
+# Addresses and names whose failures are kept at most (memory stays bounded
+# however many names are tried).
+MAX_TRACKED = 10_000
+
+
 @dataclass
 class LoginLimiter:
     """Failed logins per address and per user name in a sliding window.
 
     Past the limit a login is answered 429 without looking at the password,
-    so guessing is slow for one address and for one account from many.
+    so guessing is slow for one address and for one account from many. A try
+    counts as failed from the moment it is let in (:meth:`reserve`) until it
+    succeeds, so guesses sent in parallel are counted before any is checked.
     """
 
     per_address: int = 10
@@ -117,13 +124,40 @@ class LoginLimiter:
         ]
         return max(waits)
 
+    def reserve(self, address: str, name: str) -> int:
+        """Let a try in, counted as failed until :meth:`succeeded`; or the
+        seconds to wait (nothing counted) when over the limit."""
+        wait = self.retry_after(address, name)
+        if not wait:
+            self.failed(address, name)
+        return wait
+
     def failed(self, address: str, name: str) -> None:
+        if len(self._failures) >= MAX_TRACKED:
+            self._sweep()
         now = self.clock()
         for key in (f"address:{address}", f"user:{name.lower()}"):
             self._failures.setdefault(key, deque()).append(now)
 
-    def succeeded(self, name: str) -> None:
+    def succeeded(self, address: str, name: str) -> None:
+        """The try of :meth:`reserve` was right: it was no failure."""
         self._failures.pop(f"user:{name.lower()}", None)
+        key = f"address:{address}"
+        times = self._failures.get(key)
+        if times:
+            times.pop()
+        if not times:
+            self._failures.pop(key, None)
+
+    def _sweep(self) -> None:
+        """Forget expired windows; if names sprayed at random still fill the
+        table, the oldest half (bounded memory beats a perfect count)."""
+        for key in list(self._failures):
+            self._wait(key, 1)
+        if len(self._failures) >= MAX_TRACKED:
+            by_age = sorted(self._failures, key=lambda k: self._failures[k][-1])
+            for key in by_age[: len(by_age) // 2]:
+                del self._failures[key]
 
     def _wait(self, key: str, limit: int) -> int:
         times = self._failures.get(key)

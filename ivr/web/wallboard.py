@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -146,7 +146,10 @@ def _recent(row: dict) -> dict:
     }
 
 
-async def stream(request: web.Request) -> web.StreamResponse:
+async def stream(
+    request: web.Request, still_allowed: Callable[[], bool] = lambda: True
+) -> web.StreamResponse:
+    """The state as server-sent events while ``still_allowed()`` says so."""
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -160,6 +163,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
     quiet_since = time.monotonic()
     with contextlib.suppress(ConnectionResetError):
         async for current in _ticks(request.app, closing):
+            if not still_allowed():
+                break
             text = json.dumps(current, ensure_ascii=False, sort_keys=True)
             if text != last:
                 await response.write(f"event: state\ndata: {text}\n\n".encode())

@@ -6,6 +6,7 @@ calls; these pin the rules one request at a time.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import stat
 
@@ -103,6 +104,30 @@ def test_login_limits_per_address_and_per_user():
     assert limiter.retry_after("10.0.0.3", "wang") == 0
 
 
+async def test_guesses_sent_in_parallel_are_counted_before_any_is_checked(web):
+    form = await web.get("/login")
+    csrf = (await form.text()).split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    guess = {"name": "wang", "password": "wrong password!", "csrf": csrf}
+    replies = await asyncio.gather(
+        *(web.post("/login", data=guess, allow_redirects=False) for _ in range(20))
+    )
+    statuses = sorted(r.status for r in replies)
+    # Five tries per user name are let in (and fail); the rest wait.
+    assert statuses == [401] * 5 + [429] * 15
+
+
+def test_the_limiter_forgets_a_right_password_and_stays_bounded(monkeypatch):
+    limiter = LoginLimiter(per_address=3, per_user=3, window=60, clock=lambda: 0.0)
+    for _ in range(5):
+        assert limiter.reserve("10.0.0.1", "wang") == 0
+        limiter.succeeded("10.0.0.1", "wang")  # right each time: no failures
+    assert limiter.retry_after("10.0.0.1", "wang") == 0
+    monkeypatch.setattr("ivr.web.sessions.MAX_TRACKED", 100)
+    for n in range(1000):  # names sprayed from many addresses
+        limiter.reserve(f"10.1.{n // 250}.{n % 250}", f"user{n}")
+    assert len(limiter._failures) <= 100
+
+
 async def test_login_sets_a_strict_httponly_cookie_and_logout_ends_it(web):
     response = await login(web, "wang")
     assert response.status == 302 and response.headers["Location"] == "/ui/dialplan"
@@ -153,6 +178,8 @@ async def test_every_page_checks_the_role(web):
     assert (await web.get("/ui/desk")).status == 200
     api = await web.post("/ui/api/dialplans/validate", data=PLAN)
     assert api.status == 403
+    # Every agent's state is the supervisors' agents page's, not the desk's.
+    assert (await web.get("/ui/api/status/agents")).status == 403
 
 
 async def test_the_api_through_a_session_needs_csrf_and_shows_lines(web):
@@ -236,6 +263,21 @@ async def test_account_changes_reach_the_running_server(web, tmp_path):
     assert after.status == 302  # the old password's session is over
     web.session.cookie_jar.clear()
     assert (await login(web, "chen", PASSWORD + "2")).status == 302
+
+
+async def test_the_wallboard_stream_ends_with_the_session(web):
+    await login(web, "li")
+    page = await web.get("/ui/wallboard")
+    response = await web.get("/ui/wallboard/events")
+    await asyncio.wait_for(response.content.readuntil(b"\n\n"), 5)  # the state
+    logout = await web.post(
+        "/logout", data={"csrf": page_csrf(await page.text())}, allow_redirects=False
+    )
+    assert logout.status == 302
+    # The next tick (one second) sees no session and closes the stream.
+    rest = await asyncio.wait_for(response.content.read(), 5)
+    assert b"event: state" not in rest
+    response.close()
 
 
 async def test_the_wallboard_streams_and_lets_the_server_stop(web):

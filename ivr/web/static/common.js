@@ -13,6 +13,13 @@ window.yht = {
     if (kind.includes("json")) data = await response.json();
     return { status: response.status, ok: response.ok, data };
   },
+  // A store time (ISO, UTC) as the hotline reads it: Beijing time.
+  beijing(iso) {
+    if (!iso) return "";
+    const when = new Date(iso);
+    if (Number.isNaN(when.getTime())) return String(iso);
+    return when.toLocaleString("zh-CN", { timeZone: "Asia/Shanghai", hour12: false });
+  },
   // Text only: never innerHTML for anything a server or a caller sent.
   el(tag, text, attrs) {
     const node = document.createElement(tag);

@@ -38,7 +38,7 @@
     for (const t of rows) {
       const tr = el("tr", null, { "data-ticket": t.number });
       if (t.repeat_of) tr.className = "repeat";
-      for (const text of [t.number, t.arrived_at, t.desk, t.category, t.content, t.state || t.outcome]) {
+      for (const text of [t.number, window.yht.beijing(t.arrived_at), t.desk, t.category, t.content, t.state || t.outcome]) {
         tr.append(el("td", text ?? ""));
       }
       tr.append(el("td", t.repeat_of ? `repeat of ${t.repeat_of}` : ""));

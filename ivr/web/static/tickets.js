@@ -26,7 +26,8 @@
       const tr = el("tr", null, { "data-ticket": t.number });
       if (t.repeat_of) tr.className = "repeat";
       for (const key of ["number", "arrived_at", "caller_number", "desk", "agent", "outcome", "state", "category", "content", "repeat_of"]) {
-        tr.append(el("td", t[key] ?? ""));
+        const value = key === "arrived_at" ? window.yht.beijing(t[key]) : t[key];
+        tr.append(el("td", value ?? ""));
       }
       rows.append(tr);
     }

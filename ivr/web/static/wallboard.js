@@ -88,7 +88,9 @@
   const source = new EventSource("/ui/wallboard/events");
   source.addEventListener("state", (event) => {
     apply(JSON.parse(event.data));
-    status.textContent = `live · ${new Date().toLocaleTimeString()}`;
+    // The hotline's day is Beijing's, whatever the browser's zone.
+    const now = new Date().toLocaleTimeString("zh-CN", {timeZone: "Asia/Shanghai", hour12: false});
+    status.textContent = `live · ${now} Beijing time`;
   });
   source.addEventListener("error", () => { status.textContent = "reconnecting…"; });
 })();
