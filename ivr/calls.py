@@ -92,6 +92,9 @@ class CallTracker:
         self._jobs: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         self.calls_seen = 0
         self.calls_ended = 0
+        # Sets a channel variable (the server's AMI Setvar): a ticket number
+        # known only after the journal applied the ticket's opening.
+        self.set_channel_variable: Callable[[str, str, str], Awaitable] | None = None
 
     # -- the owned worker ------------------------------------------------------
 
@@ -492,6 +495,37 @@ class CallTracker:
         self._later(close_orphans)
 
     # -- other components' writes on a call's ticket (issue 6: surveys) --------
+
+    def journal_pending(self) -> bool:
+        """Whether ticket writes wait in the journal (issue 8): a ticket not
+        found may be one whose opening is not applied yet."""
+        journal = getattr(self.store, "journal", None)
+        return bool(journal is not None and journal.pending)
+
+    def ticket_opened_late(self, ticket: dict) -> None:
+        """The journal applied the opening of a ticket: a call still up gets
+        its number now (its events and the agent's screen need it)."""
+        call = next(
+            (c for c in self.calls.values() if c.linkedid == ticket.get("linkedid")),
+            None,
+        )
+        if call is None or call.ticket_number:
+            return
+        call.ticket_number = ticket["number"]
+        call.repeat_of = ticket.get("repeat_of") or ""
+        log.tickets.info("call %s: ticket opened from the journal", call.label)
+        self._publish_now(call, "call.ticket", {"ticket": call.ticket_number})
+        tell = self.set_channel_variable
+        if tell is not None:
+            channel, number = call.channel, call.ticket_number
+
+            async def tell_the_channel() -> None:
+                try:
+                    await tell(channel, "YHT_TICKET", number)
+                except AmiError as exc:  # the call may have ended meanwhile
+                    log.tickets.debug("YHT_TICKET on %s: %s", channel, exc)
+
+            self._later(tell_the_channel)
 
     def in_order(self, job: Callable[[], Awaitable[None]]) -> None:
         """Run ``job`` after the writes queued before it, retried alike on a

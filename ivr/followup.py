@@ -34,9 +34,12 @@ from ivr.tickets import parse_iso
 from ivr.workorders import FOLLOW_UP_CALL, TicketRefused, WorkOrders, iso
 from routing import survey as rules
 from routing import workorder as wo
+from routing.numbers import dialable_number
 
 # After the survey began, how long to wait for its answer or the hang-up.
 ANSWER_WAIT = 90.0
+# A failing store is tried again after these pauses (seconds, ~8 min in all).
+STORE_RETRY_DELAYS = (0.5, 1, 2, 5, 10, 30, 60, 120, 240)
 
 
 class FollowUps:
@@ -134,7 +137,10 @@ class FollowUps:
             # Followed up by hand, or reopened: nothing to ask any more.
             await self._update(row, state="cancelled", last_result=row["state"] or "")
             return
-        if not row["caller_number"]:
+        try:
+            # It goes into a Dial() string: only a plain number (routing/numbers).
+            dialable_number(row["caller_number"])
+        except ValueError:
             await self._finish(row, 0, "no_number", rules.Next.UNREACHABLE, None)
             return
         attempt = row["attempts"] + 1
@@ -147,13 +153,44 @@ class FollowUps:
             last_result="calling",
         )
         result, score, detail = await self._call(row, attempt)
-        if result == rules.RATED:
-            try:
-                await self.orders().record_survey(number, score, "follow_up")
-            except TicketRefused as exc:
-                log.tickets.warning("follow-up of %s not recorded: %s", number, exc)
+        # What the caller said is kept through a failing store (retried), the
+        # attempt first: if the store never comes back, the caller is not
+        # rung again for an answer already given.
         step, next_at = rules.after_attempt(self.policy, attempt, result, self.clock())
-        await self._finish(row, attempt, result, step, next_at, score, detail)
+        await self._retrying(
+            number,
+            lambda: self._finish(row, attempt, result, step, next_at, score, detail),
+        )
+        if result == rules.RATED:
+
+            async def record() -> None:
+                try:
+                    await self.orders().record_survey(number, score, "follow_up")
+                except TicketRefused as exc:
+                    log.tickets.warning("follow-up of %s not recorded: %s", number, exc)
+
+            await self._retrying(number, record)
+
+    async def _retrying(self, number: str, job: Callable) -> None:
+        for delay in (*STORE_RETRY_DELAYS, None):
+            try:
+                await job()
+                return
+            except TicketStoreError as exc:
+                if delay is None:
+                    log.tickets.error(
+                        "ticket %s: follow-up result not stored, given up: %s",
+                        number,
+                        exc,
+                    )
+                    return
+                log.tickets.warning(
+                    "ticket %s: follow-up result not stored yet (%s); again in %s s",
+                    number,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
 
     async def _call(self, row: dict, attempt: int) -> tuple[str, int | None, str]:
         """Place one call: the result, the score, and Asterisk's reason."""

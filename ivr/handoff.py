@@ -15,10 +15,13 @@ An update is a JSON object ``{"id", "ticket", "status", "reference", "note"}``.
 Each ``id`` is applied once per target: it is appended to the ticket's
 timeline as ``handoff_update``; a duplicate changes nothing (and a replayed
 webhook is refused with 409). Unsigned, badly signed or stale webhooks get 401.
+MQTT updates are not signed: the broker's ACL decides who may publish them
+(docs/transfers.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -28,12 +31,14 @@ import time
 from pathlib import Path
 
 from ivr import log
-from ivr.errors import HotlineError
+from ivr.errors import HotlineError, TicketStoreError
 from ivr.tickets import now_iso
 from routing.transfer import Target
 
 # A signed webhook older or newer than this is refused (seconds).
 MAX_SKEW = 300
+# Pauses (seconds) while a ticket cannot be read or written: about 8 minutes.
+SEND_RETRY_DELAYS = (0.5, 1, 2, 5, 10, 30, 60, 120, 240)
 STATUSES = ("accepted", "dispatched", "arrived", "closed", "rejected", "note")
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 
@@ -91,7 +96,6 @@ class Handoff:
         self.bus = bus
         self.targets = {t.name: t for t in targets}
         self.base = base
-        self._secrets: dict[str, bytes] = {}
         self._ready = False
 
     def subscribe(self) -> None:
@@ -121,39 +125,64 @@ class Handoff:
         target = self.targets[target_name]
         if not target.handoff_topic:
             return None
-        ticket = await self.store.get(ticket_key, timeline=False)
-        if ticket is None:
-            log.tickets.warning("hand-off to %s: no ticket %s", target_name, ticket_key)
-            return None
+        # The ticket may not be readable yet: its opening waits in the journal
+        # while the store fails (issue 8). Tried again, never dropped quietly.
+        for delay in (*SEND_RETRY_DELAYS, None):
+            try:
+                ticket = await self.store.get(ticket_key, timeline=False)
+            except TicketStoreError as exc:
+                ticket, why = None, str(exc)
+            else:
+                why = "no such ticket yet"
+            if ticket is not None:
+                break
+            if delay is None:
+                log.tickets.error(
+                    "hand-off to %s of ticket %s not sent: %s",
+                    target_name,
+                    ticket_key,
+                    why,
+                )
+                return None
+            await asyncio.sleep(delay)
         record = handoff_record(ticket, target, transfer_id)
         self.bus.publish("handoff.record", target.handoff_topic, record, qos=1)
-        await self.store.record(
-            ticket["linkedid"],
-            "handoff_sent",
-            {
-                "target": target.name,
-                "transfer": transfer_id,
-                "topic": target.handoff_topic,
-            },
-        )
+        sent = {
+            "target": target.name,
+            "transfer": transfer_id,
+            "topic": target.handoff_topic,
+        }
+        for delay in (*SEND_RETRY_DELAYS, None):
+            try:
+                await self.store.record(ticket["linkedid"], "handoff_sent", sent)
+                break
+            except TicketStoreError as exc:
+                if delay is None:
+                    log.tickets.error(
+                        "ticket %s: hand-off sent, not on its timeline: %s",
+                        ticket["number"],
+                        exc,
+                    )
+                    break
+                await asyncio.sleep(delay)
         return record
 
     # -- incoming ---------------------------------------------------------------
 
     def secret(self, target: Target) -> bytes:
-        if target.name not in self._secrets:
-            value = ""
-            if target.webhook_secret_env:
-                value = os.environ.get(target.webhook_secret_env, "")
-            if not value and target.webhook_secret_file:
-                path = Path(target.webhook_secret_file)
-                path = path if path.is_absolute() else self.base / path
-                try:
-                    value = path.read_text(encoding="utf-8").strip()
-                except OSError:
-                    value = ""
-            self._secrets[target.name] = value.encode()
-        return self._secrets[target.name]
+        # Read on every webhook (the file is small), not cached: a secret file
+        # created or rotated while the server runs takes effect at once.
+        value = ""
+        if target.webhook_secret_env:
+            value = os.environ.get(target.webhook_secret_env, "")
+        if not value and target.webhook_secret_file:
+            path = Path(target.webhook_secret_file)
+            path = path if path.is_absolute() else self.base / path
+            try:
+                value = path.read_text(encoding="utf-8").strip()
+            except OSError:
+                value = ""
+        return value.encode()
 
     def verify(
         self, target_name: str, headers, body: bytes, now: float | None = None
@@ -185,7 +214,11 @@ class Handoff:
             raise HandoffError(
                 401, "stale", f"X-Yht-Timestamp {stamp} is too old or new"
             )
-        if not hmac.compare_digest(sign(secret, stamp, body), given):
+        # compare_digest raises TypeError on non-ASCII str: compare bytes, and
+        # a non-ASCII header is simply a bad signature.
+        if not given.isascii() or not hmac.compare_digest(
+            sign(secret, stamp, body).encode(), given.encode()
+        ):
             raise HandoffError(401, "bad_signature", "the signature does not match")
 
     async def apply(self, target_name: str, data: dict, *, source: str) -> bool:

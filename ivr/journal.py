@@ -4,7 +4,8 @@
 works, a write goes straight to it. When one fails because the store does
 (database locked past its busy timeout, disk full, file read-only), that
 write and every write after it are appended to an append-only file beside
-the store (``<store>.journal``), fsynced, and acknowledged, so the calls go on
+the store (``<store>.journal``; held in memory, bounded, when that file's
+disk is full too), fsynced, and acknowledged, so the calls go on
 being answered and routed; an alarm is logged and published on MQTT
 (``alarm.storage``, retained on ``alarms/storage``). A task applies the
 journal to the store, in order, as soon as the store takes writes again, then
@@ -28,7 +29,9 @@ import contextlib
 import json
 import os
 import sqlite3
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,9 @@ from ivr.tickets import TicketStore, now_iso
 APPLY_RETRY_DELAYS = (0.5, 1, 2, 5)
 ALARM_TOPIC = "alarms/storage"
 OPS = ("open_ticket", "update", "record", "close_ticket")
+# Writes held in memory when the journal's own disk is full too (about 15
+# per call): a few thousand calls' worth, then writes fail and are retried.
+MEMORY_LIMIT = 50_000
 
 
 def storage_failed(exc: TicketStoreError) -> bool:
@@ -53,7 +59,12 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.pending: list[dict] = []
+        self.in_memory = 0  # pending entries the file could not take
         self._seq = 0
+        # append() and mark_applied() run on worker threads: the truncation
+        # when all is applied must not fall between another append's write
+        # and its entry joining ``pending``.
+        self._lock = threading.Lock()
         self._fd: int | None = None
 
     def open(self) -> None:
@@ -82,19 +93,41 @@ class Journal:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     def append(self, op: str, args: dict) -> dict:
-        self._seq += 1
-        entry = {"seq": self._seq, "op": op, "args": args}
-        self._write(entry)
-        self.pending.append(entry)
-        return entry
+        """Add a write; it is on disk when this returns, unless the file
+        cannot take it (its disk is full too): then it is held in memory,
+        marked ``"memory"``, up to MEMORY_LIMIT entries, and OSError past that.
+        """
+        with self._lock:
+            self._seq += 1
+            entry = {"seq": self._seq, "op": op, "args": args}
+            try:
+                self._write(entry)
+            except OSError:
+                if self.in_memory >= MEMORY_LIMIT:
+                    raise
+                entry["memory"] = True
+                self.in_memory += 1
+            self.pending.append(entry)
+            return entry
 
     def mark_applied(self, entry: dict) -> None:
-        self._write({"applied": entry["seq"]})
+        with self._lock:
+            self._mark_applied(entry)
+
+    def _mark_applied(self, entry: dict) -> None:
+        if entry.get("memory"):
+            self.in_memory -= 1
+        else:
+            # If the mark cannot be written, the entry is applied again at the
+            # next start: harmless (see the module's notes).
+            with contextlib.suppress(OSError):
+                self._write({"applied": entry["seq"]})
         self.pending.remove(entry)
         if not self.pending:
             # All applied: start the file afresh so it never grows unbounded.
-            os.ftruncate(self._fd, 0)
-            os.fsync(self._fd)
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+                os.fsync(self._fd)
 
     def _write(self, record: dict) -> None:
         data = (json.dumps(record, ensure_ascii=False) + "\n").encode()
@@ -131,6 +164,8 @@ class JournaledStore:
         self._failing_since: float | None = None
         self.journaled = 0
         self.applied = 0
+        # Told of each ticket the journal opened (CallTracker.ticket_opened_late).
+        self.opened_late: Callable[[dict], None] | None = None
 
     @classmethod
     async def open(
@@ -202,13 +237,21 @@ class JournaledStore:
                     raise
                 self._raise_alarm(str(exc))
         try:
-            await asyncio.to_thread(self.journal.append, op, args)
+            entry = await asyncio.to_thread(self.journal.append, op, args)
         except OSError as exc:
-            # The journal shares the store's disk: a full disk fails both.
-            # The tracker then retries in memory (WRITE_RETRY_DELAYS).
+            # Past MEMORY_LIMIT: the tracker retries (WRITE_RETRY_DELAYS).
             raise TicketStoreError(
                 f"cannot write the journal {self.journal.path.name}: {exc.strerror}"
             ) from exc
+        if entry.get("memory") and self.journal.in_memory == 1:
+            # The journal usually shares the store's disk: a full disk fails
+            # both. Held in memory; lost only if the server dies meanwhile.
+            log.tickets.error(
+                "ALARM storage: the journal %s cannot be written either; ticket "
+                "writes are held in memory (at most %d) until the store is back",
+                self.journal.path.name,
+                MEMORY_LIMIT,
+            )
         self.journaled += 1
         self._wake.set()
         return None
@@ -248,8 +291,10 @@ class JournaledStore:
             while self.journal.pending:
                 entry = self.journal.pending[0]
                 try:
-                    await self._apply(entry["op"], entry["args"], replay=True)
+                    done = await self._apply(entry["op"], entry["args"], replay=True)
                     await asyncio.to_thread(self.journal.mark_applied, entry)
+                    if entry["op"] == "open_ticket" and self.opened_late and done:
+                        self.opened_late(done)
                 except (TicketStoreError, OSError) as exc:
                     if isinstance(exc, OSError) or storage_failed(exc):
                         # Not yet: the same entry again later (applying it

@@ -94,6 +94,8 @@ class HotlineServer:
             inbound_context=self.config.inbound_context,
             hotline_number=self.config.hotline_number,
         )
+        self.store.opened_late = self.tracker.ticket_opened_late
+        self.tracker.set_channel_variable = self._set_channel_variable
         self.engine = IvrEngine(
             lambda: self.plan,
             self.tracker,
@@ -112,7 +114,11 @@ class HotlineServer:
         blocklist = self.config.sip_blocklist
         self.sip_guard = SipGuard(
             self.bus,
-            blocker=SipBlocker(self.session, blocklist) if blocklist else None,
+            blocker=SipBlocker(
+                self.session, blocklist, never_block=self.config.sip_never_block
+            )
+            if blocklist
+            else None,
         )
         self.session.on_event(self.sip_guard.handle)
         self.session.on_connected(self._after_login)
@@ -350,6 +356,11 @@ class HotlineServer:
             task.cancel()
         await asyncio.gather(*self._admin_tasks, return_exceptions=True)
         self._admin_tasks.clear()
+
+    async def _set_channel_variable(self, channel: str, name: str, value: str):
+        await self.session.action(
+            "Setvar", {"Channel": channel, "Variable": name, "Value": value}
+        )
 
     # -- agents, waiting callers and callbacks (issue 4) -------------------------
 

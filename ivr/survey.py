@@ -32,7 +32,8 @@ from routing.survey import score_of
 
 USER_EVENT = "YhtSurvey"
 IN_CALL = wo.Actor(wo.Role.SYSTEM, "in-call")
-WRITE_RETRY_DELAYS = (0.5, 2, 5)
+# Through a store outage (seconds; about 8 minutes in all).
+WRITE_RETRY_DELAYS = (0.5, 2, 5, 10, 30, 60, 120, 240)
 
 # Placeholders until someone records them (recordings/prompts/<lang>/).
 TEXTS = {
@@ -137,7 +138,19 @@ class InCallSurveys:
         """Write the answer and publish it; a store failure is raised (retried)."""
         try:
             number = await self._write(key, score)
-        except (TicketNotFound, TicketRefused) as exc:
+        except TicketNotFound as exc:
+            if self.tracker.journal_pending():
+                # Its opening still waits in the journal (the store failed):
+                # try again later, off the calls' queue.
+                if call is not None:
+                    self._owned.spawn(
+                        self._retrying(key, score, linkedid), f"survey {key}"
+                    )
+                    return
+                raise TicketStoreError(f"ticket of {key} still in the journal") from exc
+            log.tickets.warning("in-call survey of %s not kept: %s", key, exc)
+            return
+        except TicketRefused as exc:
             log.tickets.warning("in-call survey of %s not kept: %s", key, exc)
             return
         self.recorded += 1

@@ -1,10 +1,9 @@
 """Mosquitto down during calls, then back.
 
-The issue asks for 30 s; the suite keeps the outage to ``DOWN`` seconds
-(longer proves nothing more: the server's buffer is bounded by count, not
-time) to stay within its time budget. Calls are routed as fast as ever while
-the broker is away (case 21: AMI handling must not wait on MQTT), and every
-event of those calls reaches a subscriber afterwards, each call's in order.
+The broker stays away ``DOWN`` seconds, as issue 8 asks. Calls are routed
+as fast as ever while the broker is away (case 21: AMI handling must not wait
+on MQTT), and every event of those calls reaches a subscriber afterwards,
+each call's in order.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from tests.support.mosquitto import Subscriber
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
 CALLERS = ("13900005001", "13900005002")
-DOWN = 12.0
+DOWN = 30.0
 ORDER = ("call.arrived", "call.routed", "call.queued", "call.answered", "call.ended")
 
 

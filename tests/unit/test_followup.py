@@ -219,3 +219,53 @@ async def test_an_in_call_answer_is_a_score_or_no_answer(tmp_path, key, score):
         ]
     finally:
         await store.close()
+
+
+async def test_an_answer_given_while_the_store_fails_is_kept(closed, monkeypatch):
+    _, store, orders, number = closed
+    monkeypatch.setattr("ivr.followup.STORE_RETRY_DELAYS", (0.2, 0.2, 0.2, 0.2))
+    outage: list[asyncio.Task] = []
+
+    class StoreFailsWhileCalling(Asterisk):
+        # The store refuses writes ("readonly database") from the moment the
+        # call is placed until a moment after the caller pressed 3.
+        async def originate(self, headers, *, timeout):
+            await store.execute("PRAGMA query_only=1")
+            outage.append(asyncio.create_task(back_in(0.5)))
+            return await super().originate(headers, timeout=timeout)
+
+    async def back_in(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        await store.execute("PRAGMA query_only=0")
+
+    asterisk = StoreFailsWhileCalling([(True, "4", "3")])
+    now = CLOSED_AT + timedelta(minutes=10)
+    followups = worker(orders, asterisk, lambda: now)
+    await followups._attempt((await followups.due(now))[0])
+    await outage[0]
+    view = await orders.view(number)
+    assert view["state"] == "accepted" and view["reopens"] == 1
+    assert [(s["score"], s["source"]) for s in view["surveys"]] == [(3, "follow_up")]
+    assert (await store.fetchall("SELECT state FROM follow_ups"))[0]["state"] == "done"
+    assert len(asterisk.originated) == 1  # nobody rang the caller twice
+
+
+async def test_a_number_that_is_not_plain_is_never_dialled(tmp_path):
+    store, orders = await open_store(tmp_path / "tickets.db")
+    try:
+        # A forged caller ID that would add a destination to the Dial() string.
+        ticket = await call(store, CLOSED_AT - timedelta(minutes=5), "110&PJSIP/x")
+        number = ticket["number"]
+        await orders.act(number, "accept", AGENT, intake("traffic"), at=CLOSED_AT)
+        await orders.act(number, "answer", AGENT, {"answer": "已答复"}, at=CLOSED_AT)
+        asterisk = Asterisk([])
+        now = CLOSED_AT + timedelta(minutes=10)
+        followups = worker(orders, asterisk, lambda: now)
+        await followups._attempt((await followups.due(now))[0])
+        assert asterisk.originated == []
+        rows = await store.fetchall("SELECT state, last_result FROM follow_ups")
+        assert [(r["state"], r["last_result"]) for r in rows] == [
+            ("unreachable", "no_number")
+        ]
+    finally:
+        await store.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 import pytest
 
@@ -15,7 +16,7 @@ class Events:
     def __init__(self) -> None:
         self.published: list[tuple[str, str, dict]] = []
 
-    def publish(self, type: str, topic: str, data: dict, *, retain=False) -> None:
+    def publish(self, type: str, topic: str, data: dict, **options) -> None:
         self.published.append((type, topic, data))
 
 
@@ -126,4 +127,84 @@ async def test_a_torn_last_line_is_skipped(tmp_path):
     try:
         assert store.journal.pending == []
     finally:
+        await store.close()
+
+
+async def test_disk_full_for_store_and_journal_keeps_writes_in_memory(tmp_path):
+    events = Events()
+    raw = await TicketStore.open(tmp_path / "tickets.db")
+    store = await JournaledStore.open(raw, events=events)
+    try:
+        await write_a_call(store, "before.1")
+        # The journal's disk is full too: /dev/full answers every write ENOSPC.
+        full = os.open("/dev/full", os.O_WRONLY)
+        saved = os.dup(store.journal._fd)
+        os.dup2(full, store.journal._fd)
+        await refuse_writes(raw, True)
+        for n in range(5):
+            await write_a_call(store, f"during.{n}")
+        assert store.failing and store.journal.in_memory == 20
+        assert [e[0] for e in events.published] == ["alarm.storage"]
+
+        os.dup2(saved, store.journal._fd)
+        for fd in (full, saved):
+            os.close(fd)
+        await refuse_writes(raw, False)
+        await eventually(lambda: not store.journal.pending)
+        await eventually(lambda: not store.failing)
+        for n in range(5):
+            ticket = await raw.get(f"during.{n}")
+            assert ticket["status"] == "closed", n
+            kinds = [e["kind"] for e in ticket["timeline"]]
+            assert kinds == ["arrived", "routed", "ended"]
+        assert store.journal.in_memory == 0
+        numbers = sorted(t["number"][-2:] for t in await raw.find())
+        assert numbers == ["01", "02", "03", "04", "05", "06"]
+    finally:
+        await store.close()
+
+
+async def test_a_ticket_opened_from_the_journal_reaches_its_call_and_handoff(
+    tmp_path, monkeypatch
+):
+    from ivr.calls import CallTracker
+    from ivr.handoff import Handoff
+    from routing.transfer import Target
+
+    monkeypatch.setattr("ivr.handoff.SEND_RETRY_DELAYS", (0.2,) * 10)
+    events = Events()
+    raw = await TicketStore.open(tmp_path / "tickets.db")
+    store = await JournaledStore.open(raw, events=events)
+    tracker = CallTracker(store, events)
+    store.opened_late = tracker.ticket_opened_late
+    told = []
+
+    async def set_variable(channel: str, name: str, value: str) -> None:
+        told.append((channel, name, value))
+
+    tracker.set_channel_variable = set_variable
+    worker = asyncio.create_task(tracker.run())
+    target = Target("police", "110", "PJSIP/trunk-110", handoff_topic="handoff/p")
+    handoff = Handoff(store, events, (target,), tmp_path)
+    try:
+        await refuse_writes(raw, True)
+        call = tracker._arrive("PJSIP/pstn-7", "7.7", "13900001234", "")
+        await tracker.drain()
+        assert call.ticket_number == "" and store.journal.pending
+        # The agent transfers the call to 110 while the store is still away.
+        sending = asyncio.create_task(handoff.send("7.7", "police", "7.7-1"))
+        await asyncio.sleep(0.5)
+        assert not sending.done()
+
+        await refuse_writes(raw, False)
+        record = await asyncio.wait_for(sending, 10)
+        await tracker.drain()
+        assert call.ticket_number.startswith("12345-") and record["ticket"] == (
+            call.ticket_number
+        )
+        assert told == [("PJSIP/pstn-7", "YHT_TICKET", call.ticket_number)]
+        late = [d for t, _, d in events.published if t == "call.ticket"]
+        assert late and late[0]["ticket"] == call.ticket_number
+    finally:
+        worker.cancel()
         await store.close()
