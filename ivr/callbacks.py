@@ -28,6 +28,7 @@ from ivr.errors import AmiError, TicketStoreError
 from ivr.queues import queue_status
 from ivr.tasks import TaskOwner
 from routing.agents import extension_of
+from routing.numbers import dialable_number
 from routing.overflow import position_by_wait
 
 USER_EVENT = "YhtCallback"
@@ -187,8 +188,25 @@ class Callbacks:
     async def _place(self, callback: Callback) -> None:
         call = callback.call
         try:
+            # The number goes into a Dial() string: ',' '&' or '/' would add
+            # options or destinations. Refused like a callback never placed,
+            # so the ticket says the caller still waits for a call.
+            number = dialable_number(call.caller_number)
+        except ValueError:
+            if self.pending.pop(callback.id, None) is not None:
+                self.tracker.note(
+                    call,
+                    "callback_failed",
+                    {"callback": callback.id, "status": "not placed: not dialable"},
+                )
+                log.routing.warning(
+                    "callback %s not placed: caller number %r is not dialable",
+                    callback.id,
+                    log.mask_number(call.caller_number),
+                )
+            return
+        try:
             position = await self._position(callback)
-            number = call.caller_number
             headers = {
                 "Channel": "Local/wait@yht-callback-wait",
                 "Context": "yht-callback-dial",

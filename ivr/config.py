@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ivr.ami.session import AmiSettings
 from ivr.errors import ConfigError
+from ivr.sip_guard import never_block_networks
 from routing.survey import FollowUpPolicy
 from routing.transfer import Target, parse_targets
 
@@ -66,6 +67,8 @@ class Config:
     # Issue 8: the PJSIP ACL file Asterisk includes, where the server denies
     # addresses that fail SIP authentication too often ('' = report only).
     sip_blocklist: str = ""
+    # Networks (CIDR) never blocked: the carrier's SBC, the agents' subnet.
+    sip_never_block: tuple[str, ...] = ()
     # Issue 8: seconds a write waits for a locked store before the journal
     # (not in the file: the fault suite shortens it, tests/faults/serve.py).
     store_busy_timeout: float = 30.0
@@ -141,6 +144,9 @@ def from_dict(
         routing = _routing(raw.get("routing", {}))
         followup = _followup(raw.get("followup", {}))
         transfer_targets = parse_targets(raw.get("transfer", {}))
+        never_block = never_block_networks(
+            raw.get("asterisk", {}).get("sip_never_block", [])
+        )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
     agents = []
@@ -167,6 +173,7 @@ def from_dict(
         sounds_dir=os.environ.get("YHT_SOUNDS_DIR")
         or raw.get("asterisk", {}).get("sounds_dir", ""),
         sip_blocklist=_blocklist(base, raw.get("asterisk", {})),
+        sip_never_block=tuple(str(network) for network in never_block),
         agents=tuple(agents),
         hotline_number=str(hotline.get("number", "12345")),
         inbound_context=str(hotline.get("inbound_context", "from-pstn")),
@@ -213,7 +220,7 @@ _SECTION_KEYS = {
     "mqtt": {f.name for f in fields(MqttSettings)},
     "store": {"path"},
     "dialplan": {"path"},
-    "asterisk": {"sounds_dir", "sip_blocklist"},
+    "asterisk": {"sounds_dir", "sip_blocklist", "sip_never_block"},
     "hotline": {"number", "inbound_context"},
 }
 

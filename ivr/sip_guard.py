@@ -12,8 +12,11 @@ With a ``SipBlocker`` (``[asterisk] sip_blocklist`` names the PJSIP ACL
 file that pjsip.conf includes) the address is also denied: the file gets a
 ``type = acl`` section with one ``deny`` a blocked address, and PJSIP is
 reloaded, so Asterisk answers that address 403 before any authentication.
-A block lasts ``block_for`` seconds. The server's own host (loopback) is
-never blocked. A firewall (fail2ban on Asterisk's security log, the
+A block lasts ``block_for`` seconds. Loopback (any 127.x, ::1, and their
+IPv4-mapped forms) is never blocked, nor the networks of ``[asterisk]
+sip_never_block`` (the carrier's SBC, the agents' subnet): UDP source
+addresses are easily spoofed, and a few forged failures must not cut off
+every citizen's call. A firewall (fail2ban on Asterisk's security log, the
 carrier's SBC) still does this better, before the packets reach Asterisk.
 """
 
@@ -43,6 +46,27 @@ class Attempt:
     at: float
     event: str
     account: str
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def never_block_networks(
+    values, key: str = "[asterisk] sip_never_block"
+) -> tuple[Network, ...]:
+    """CIDR strings (``"10.0.0.0/8"``, a bare address) -> networks;
+    ValueError naming ``key`` and the bad value."""
+    if not isinstance(values, list | tuple):
+        raise ValueError(f'{key} must be a list such as ["10.0.0.0/8"], not {values!r}')
+    networks = []
+    for value in values:
+        if not isinstance(value, str):
+            raise ValueError(f"{key}: {value!r} is not a CIDR string")
+        try:
+            networks.append(ipaddress.ip_network(value.strip()))
+        except ValueError as exc:
+            raise ValueError(f"{key}: {value!r} is not a network ({exc})") from None
+    return tuple(networks)
 
 
 def remote_ip(remote_address: str) -> str:
@@ -149,7 +173,6 @@ class SipBlocker:
     """Denies addresses in a PJSIP ACL file Asterisk includes, then reloads."""
 
     SECTION = "yht-blocked"
-    NEVER = frozenset({"127.0.0.1", "::1"})
 
     def __init__(
         self,
@@ -157,10 +180,12 @@ class SipBlocker:
         path: str | Path,
         *,
         block_for: float = 3600.0,
+        never_block=(),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.session = session
         self.path = Path(path)
+        self.never_block = never_block_networks(never_block)
         self.block_for = block_for
         self._clock = clock
         self.blocked: dict[str, float] = {}  # address -> until (clock time)
@@ -172,13 +197,23 @@ class SipBlocker:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return False
-        return str(ip) not in self.NEVER
+        # ::ffff:127.0.0.1 is loopback and ::ffff:10.1.2.3 is in 10.0.0.0/8
+        # (ip.is_loopback says neither for the IPv6 form before Python 3.13).
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if ip.is_loopback:
+            return False
+        return not any(ip in network for network in self.never_block)
 
     def request(self, address: str) -> None:
         if self.may_block(address):
             self._wanted.put_nowait(address)
         else:
-            log.ivr.warning("SIP: %s is this host; not blocking it", address)
+            log.ivr.warning(
+                "SIP: not blocking %r (loopback, unreadable or in "
+                "[asterisk] sip_never_block)",
+                address,
+            )
 
     async def run(self) -> None:
         # Blocks left by the previous run are not known to this one: lift them.

@@ -57,6 +57,26 @@ _DIAL = re.compile(r"(PJSIP|Local)/[A-Za-z0-9@._/-]{1,120}")
 _DESK = re.compile(r"[a-z][a-z0-9_-]{1,31}")
 # Where a desk target's consultation waits in the desk's queue.
 DESK_CONTEXT = "yht-transfer-desk"
+# A target's string-valued keys (TOML gives str; anything else is a typo).
+_TEXT_KEYS = (
+    "label",
+    "dial",
+    "key",
+    "handoff_topic",
+    "webhook_secret_env",
+    "webhook_secret_file",
+    "desk",
+)
+
+
+def _typed(where: str, key: str, value, kind: type, words: str) -> None:
+    """ValueError naming the target and key unless ``value`` is a ``kind``."""
+    # bool is an int to isinstance; a quoted "false" is a truthy str: both
+    # would pass silently (and the latter unmasks caller numbers).
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValueError(
+            f"{where}: {key} must be {words}, not {type(value).__name__} {value!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -84,6 +104,20 @@ class Target:
 
     def __post_init__(self) -> None:
         where = f"[[transfer.targets]] {self.name!r}"
+        _typed(where, "name", self.name, str, "a string")
+        for key in _TEXT_KEYS:
+            _typed(where, key, getattr(self, key), str, "a string")
+        _typed(where, "dial_timeout", self.dial_timeout, int, "a whole number")
+        _typed(where, "show_caller_number", self.show_caller_number, bool, "true/false")
+        fields = self.fields
+        if isinstance(fields, list):  # from TOML; a tuple keeps Target hashable
+            fields = tuple(fields)
+            object.__setattr__(self, "fields", fields)
+        if not isinstance(fields, tuple) or not all(isinstance(f, str) for f in fields):
+            raise ValueError(
+                f"{where}: fields must be a list of field names "
+                f"({', '.join(HANDOFF_FIELDS)}), not {self.fields!r}"
+            )
         if not _NAME.fullmatch(self.name):
             raise ValueError(
                 f"{where}: name must be lower-case letters, digits, - or _"
@@ -371,10 +405,14 @@ def parse_targets(raw: dict) -> tuple[Target, ...]:
             raise ValueError(
                 f"[[transfer.targets]] entry {index} needs name and dial (or desk)"
             )
+        if not isinstance(entry["name"], str):
+            raise ValueError(
+                f"[[transfer.targets]] entry {index}: name must be a string, "
+                f"not {type(entry['name']).__name__} {entry['name']!r}"
+            )
         values = dict(entry)
         values.setdefault("label", values["name"])
-        if "fields" in values:
-            values["fields"] = tuple(values["fields"])
+        # Target checks every value's type (fields: a list, made a tuple).
         targets.append(Target(**values))
     check_targets(targets)
     return tuple(targets)

@@ -1,7 +1,7 @@
 """Live desk statistics and agents' states over the admin API (issue 4).
 
     GET  /status/desks                      every desk's figures (agent)
-    GET  /status/agents                     every agent's state (agent)
+    GET  /status/agents                     every agent's state (supervisor)
     POST /agents/{extension}/{action}       login, logout, pause, unpause
                                             (supervisor); body {"reason": ...}
 
@@ -35,7 +35,9 @@ async def desks(request: web.Request) -> web.Response:
     return web.json_response({"desks": serving(request, DESK_BOARD).snapshot()})
 
 
-@requires(Role.AGENT)
+# Every agent's pauses and reasons: for supervisors (the agents page). The
+# agent desktop reads only its own state, from /ui/api/desk.
+@requires(Role.SUPERVISOR)
 async def agents(request: web.Request) -> web.Response:
     desk = serving(request, AGENT_DESK)
     return web.json_response(

@@ -116,6 +116,45 @@ def test_verify_refuses_unsigned_forged_and_stale(handoff):
     assert exc.value.status == 401
 
 
+def test_a_non_ascii_signature_is_a_bad_signature_not_a_crash(handoff):
+    desk, _ = handoff
+    body = b'{"id":"u1"}'
+    stamp = str(int(time.time()))
+    # Same length as a real one, so compare_digest sees two str of equal size.
+    forged = "sha256=" + "\u00e9" * 64
+    with pytest.raises(HandoffError) as exc:
+        desk.verify(
+            "police", {"X-Yht-Timestamp": stamp, "X-Yht-Signature": forged}, body
+        )
+    assert (exc.value.status, exc.value.error) == (401, "bad_signature")
+
+
+def test_a_secret_file_created_or_rotated_later_is_used(tmp_path):
+    target = Target(
+        "gas", "gas company", "PJSIP/trunk-gas", webhook_secret_file="gas.secret"
+    )
+    desk = Handoff(None, Bus(), (target,), tmp_path)
+    body = b'{"id":"u1"}'
+    stamp = str(int(time.time()))
+
+    def signed(secret: bytes) -> dict:
+        return {
+            "X-Yht-Timestamp": stamp,
+            "X-Yht-Signature": sign(secret, stamp, body),
+        }
+
+    with pytest.raises(HandoffError) as exc:
+        desk.verify("gas", signed(b"first"), body)
+    assert exc.value.error == "no_secret"
+    (tmp_path / "gas.secret").write_text("first\n", encoding="utf-8")
+    desk.verify("gas", signed(b"first"), body)
+    (tmp_path / "gas.secret").write_text("second\n", encoding="utf-8")
+    desk.verify("gas", signed(b"second"), body)
+    with pytest.raises(HandoffError) as exc:
+        desk.verify("gas", signed(b"first"), body)
+    assert exc.value.error == "bad_signature"
+
+
 @pytest.fixture
 async def client(handoff, tmp_path):
     from ivr.dialplan_live import LivePlan
@@ -160,6 +199,10 @@ async def test_webhook_applies_signed_updates_and_refuses_the_rest(client):
     assert (await replay.json())["error"] == "replayed"
     tampered = body.replace(b"dispatched", b"closed")
     assert (await http.post(url, data=tampered, headers=signed)).status == 401
+    accented = {**signed, "X-Yht-Signature": "sha256=" + "\u00e9" * 64}
+    response = await http.post(url, data=body, headers=accented)
+    assert response.status == 401
+    assert (await response.json())["error"] == "bad_signature"
 
 
 async def test_transfer_route_needs_a_token_and_a_valid_action(client):

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 
 import pytest
 from panoramisk.message import Message
 
+from ivr.config import from_dict
+from ivr.errors import ConfigError
 from ivr.sip_guard import SipBlocker, SipGuard, remote_ip
 
 
@@ -158,3 +161,77 @@ def test_only_real_addresses_may_be_blocked(tmp_path):
     assert blocker.may_block("203.0.113.9")
     assert not blocker.may_block("203.0.113.9\n[evil]")
     assert not blocker.may_block("::1") and not blocker.may_block("127.0.0.1")
+
+
+def test_loopback_in_any_form_is_never_blocked(tmp_path):
+    blocker = SipBlocker(Session(), tmp_path / "b.conf")
+    for address in ("127.0.0.2", "127.255.0.1", "::ffff:127.0.0.1", "::1"):
+        assert not blocker.may_block(address), address
+    assert blocker.may_block("::ffff:203.0.113.9")
+
+
+def test_the_never_block_networks_are_never_blocked(tmp_path):
+    blocker = SipBlocker(
+        Session(),
+        tmp_path / "b.conf",
+        never_block=["10.0.0.0/8", "203.0.113.10", "2001:db8:5::/48"],
+    )
+    for address in ("10.1.2.3", "::ffff:10.9.9.9", "203.0.113.10", "2001:db8:5::7"):
+        assert not blocker.may_block(address), address
+    for address in ("11.0.0.1", "203.0.113.11", "2001:db8:6::7"):
+        assert blocker.may_block(address), address
+
+
+async def test_spoofed_failures_from_the_sbc_raise_the_alarm_but_block_nothing(
+    tmp_path, caplog
+):
+    session, events = Session(), Events()
+    path = tmp_path / "pjsip_blocked.conf"
+    blocker = SipBlocker(session, path, never_block=["198.51.100.0/24"])
+    guard = SipGuard(events, blocker=blocker, limit=5)
+    runner = asyncio.create_task(blocker.run())
+    try:
+        with caplog.at_level(logging.WARNING):
+            for _ in range(5):
+                guard.handle(failure("198.51.100.7"))
+            guard.handle(failure("203.0.113.9", account="x"))
+            for _ in range(4):
+                guard.handle(failure("203.0.113.9"))
+        await session.sent(1)  # the one block, of the other address
+        text = path.read_text()
+        assert "deny = 203.0.113.9/32" in text and "198.51.100" not in text
+        assert [d["blocked"] for _, _, d in events.published] == [False, True]
+        assert "not blocking '198.51.100.7'" in caplog.text
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (["10.0.0.0/33"], "'10.0.0.0/33' is not a network"),
+        (["10.1.0.0/8"], "'10.1.0.0/8' is not a network .*host bits"),
+        (["sbc.example.net"], "'sbc.example.net' is not a network"),
+        ([10], "10 is not a CIDR string"),
+        ("10.0.0.0/8", "must be a list"),
+    ],
+)
+def test_a_bad_never_block_entry_stops_the_start_naming_key_and_value(
+    value, message, monkeypatch
+):
+    monkeypatch.setenv("YHT_AMI_SECRET", "s3cret-for-tests")
+    raw = {"asterisk": {"sip_never_block": value}}
+    with pytest.raises(ConfigError, match=r"\[asterisk\] sip_never_block.*" + message):
+        from_dict(raw, base=Path("."))
+    with pytest.raises(ValueError, match=message):
+        SipBlocker(Session(), "b.conf", never_block=value)
+
+
+def test_the_never_block_list_reaches_the_config(monkeypatch):
+    monkeypatch.setenv("YHT_AMI_SECRET", "s3cret-for-tests")
+    raw = {"asterisk": {"sip_never_block": ["10.0.0.0/8", "203.0.113.10"]}}
+    config = from_dict(raw, base=Path("."))
+    assert config.sip_never_block == ("10.0.0.0/8", "203.0.113.10/32")
+    assert from_dict({}, base=Path(".")).sip_never_block == ()

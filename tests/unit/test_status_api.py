@@ -95,7 +95,7 @@ async def test_desks_show_waiting_callers_and_agents(api):
     )
 
 
-async def test_a_supervisor_pauses_an_agent_and_agents_see_it(api):
+async def test_a_supervisor_pauses_an_agent_and_supervisors_see_it(api):
     client, auth = api
     response = await client.post(
         "/agents/6001/pause", json={"reason": "training"}, headers=auth[Role.AGENT]
@@ -106,7 +106,11 @@ async def test_a_supervisor_pauses_an_agent_and_agents_see_it(api):
     )
     assert response.status == 200
     assert (await response.json())["pause_reason"] == "training"
-    listed = await (await client.get("/status/agents", headers=auth[Role.AGENT])).json()
+    # Other agents' pauses and reasons are the supervisors' to see.
+    response = await client.get("/status/agents", headers=auth[Role.AGENT])
+    assert response.status == 403
+    response = await client.get("/status/agents", headers=auth[Role.SUPERVISOR])
+    listed = await response.json()
     assert [(a["agent"], a["status"]) for a in listed["agents"]] == [("6001", "paused")]
 
 

@@ -166,6 +166,69 @@ def test_bad_targets_are_refused_by_name(entry, message):
         parse_targets({"targets": [entry]})
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        # A quoted "false" is truthy: it would send the unmasked number.
+        ("show_caller_number", "false", "show_caller_number must be true/false"),
+        ("show_caller_number", 0, "show_caller_number must be true/false"),
+        ("dial_timeout", "20", "dial_timeout must be a whole number, not str '20'"),
+        ("dial_timeout", True, "dial_timeout must be a whole number, not bool"),
+        ("dial_timeout", 20.5, "dial_timeout must be a whole number"),
+        ("label", 110, "label must be a string, not int 110"),
+        ("key", 0, "key must be a string"),
+        ("handoff_topic", ["a"], "handoff_topic must be a string"),
+        ("webhook_secret_env", False, "webhook_secret_env must be a string"),
+        ("webhook_secret_file", 1, "webhook_secret_file must be a string"),
+        ("fields", "address", "fields must be a list of field names"),
+        ("fields", ["address", 3], "fields must be a list of field names"),
+    ],
+)
+def test_target_values_are_type_checked_naming_the_target_and_key(key, value, message):
+    entry = {"name": "police", "dial": "PJSIP/trunk-110", key: value}
+    with pytest.raises(ValueError, match="police") as exc:
+        parse_targets({"targets": [entry]})
+    assert message in str(exc.value)
+    assert str(exc.value).startswith("[[transfer.targets]] 'police': ")
+
+
+def test_bad_typed_dial_desk_or_name_are_refused_naming_the_entry():
+    with pytest.raises(ValueError, match="'p': dial must be a string"):
+        parse_targets({"targets": [{"name": "p", "dial": 110}]})
+    with pytest.raises(ValueError, match="'p': desk must be a string"):
+        parse_targets({"targets": [{"name": "p", "desk": 7}]})
+    with pytest.raises(ValueError, match="entry 2: name must be a string, not int"):
+        parse_targets(
+            {
+                "targets": [
+                    {"name": "a", "dial": "PJSIP/a"},
+                    {"name": 5, "dial": "PJSIP/b"},
+                ]
+            }
+        )
+    with pytest.raises(ValueError, match="name must be a string"):
+        Target(5, "five", "PJSIP/x")
+
+
+def test_typed_target_values_are_kept():
+    (target,) = parse_targets(
+        {
+            "targets": [
+                {
+                    "name": "police",
+                    "dial": "PJSIP/trunk-110",
+                    "dial_timeout": 30,
+                    "show_caller_number": True,
+                    "fields": ["address"],
+                }
+            ]
+        }
+    )
+    assert target.show_caller_number is True and target.dial_timeout == 30
+    assert target.fields == ("address",)
+    hash(target)  # still a frozen, hashable value
+
+
 def test_a_desk_target_waits_in_the_desks_queue():
     (target,) = parse_targets({"targets": [{"name": "psych-desk", "desk": "psych"}]})
     assert target.dial == "Local/psych@yht-transfer-desk/n"
