@@ -3,9 +3,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages the server, the demo and the tests use (command:package).
+# Debian packages the server, the demo and the tests use (command:package,
+# or file:package for what is not a command: the Chinese font the browser
+# tests' screenshots need).
 SYSTEM_TOOLS := mosquitto:mosquitto espeak-ng:espeak-ng ffmpeg:ffmpeg sox:sox \
-	debootstrap:debootstrap ss:iproute2 chromium:chromium
+	debootstrap:debootstrap ss:iproute2 chromium:chromium \
+	/usr/share/fonts/truetype/wqy/wqy-microhei.ttc:fonts-wqy-microhei
 
 .PHONY: demo test lint bench faults setup system asterisk venv clean
 
@@ -50,7 +53,9 @@ setup: system venv asterisk
 system:
 	@missing=""; \
 	for pair in $(SYSTEM_TOOLS); do \
-	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
+	  what="$${pair%%:*}"; \
+	  if [[ "$$what" == /* ]]; then test -e "$$what"; \
+	  else command -v "$$what" >/dev/null 2>&1; fi || missing="$$missing $${pair##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
