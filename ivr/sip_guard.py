@@ -12,8 +12,8 @@ With a ``SipBlocker`` (``[asterisk] sip_blocklist`` names the PJSIP ACL
 file that pjsip.conf includes) the address is also denied: the file gets a
 ``type = acl`` section with one ``deny`` a blocked address, and PJSIP is
 reloaded, so Asterisk answers that address 403 before any authentication.
-A block lasts ``block_for`` seconds. Loopback (any 127.x, ::1, and their
-IPv4-mapped forms) is never blocked, nor the networks of ``[asterisk]
+A block lasts ``block_for`` seconds. This host's own address (127.0.0.1,
+::1, and their IPv4-mapped forms) is never blocked, nor the networks of ``[asterisk]
 sip_never_block`` (the carrier's SBC, the agents' subnet): UDP source
 addresses are easily spoofed, and a few forged failures must not cut off
 every citizen's call. A firewall (fail2ban on Asterisk's security log, the
@@ -49,6 +49,12 @@ class Attempt:
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+# Never blocked, whatever the configuration says.
+HOST_ADDRESSES = frozenset(
+    {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")}
+)
 
 
 def never_block_networks(
@@ -197,11 +203,12 @@ class SipBlocker:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return False
-        # ::ffff:127.0.0.1 is loopback and ::ffff:10.1.2.3 is in 10.0.0.0/8
-        # (ip.is_loopback says neither for the IPv6 form before Python 3.13).
+        # ::ffff:127.0.0.1 is 127.0.0.1 and ::ffff:10.1.2.3 is in 10.0.0.0/8.
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
             ip = ip.ipv4_mapped
-        if ip.is_loopback:
+        if ip in HOST_ADDRESSES:
+            # The host's own services (the server, a local proxy) speak from
+            # here; other loopback addresses are no one's and may be blocked.
             return False
         return not any(ip in network for network in self.never_block)
 
@@ -210,7 +217,7 @@ class SipBlocker:
             self._wanted.put_nowait(address)
         else:
             log.ivr.warning(
-                "SIP: not blocking %r (loopback, unreadable or in "
+                "SIP: not blocking %r (this host, unreadable or in "
                 "[asterisk] sip_never_block)",
                 address,
             )
