@@ -24,7 +24,8 @@ from panoramisk.message import Message
 from ivr import log
 from ivr.ami.session import live_channels
 from ivr.dtmf import DtmfDetector
-from ivr.errors import AgiHangup, AmiError, TicketStoreError
+from ivr.errors import AgiHangup, AmiError
+from ivr.retry import retry_store
 from ivr.tickets import TicketStore, now_iso
 
 # A busy or failing store is tried again after these pauses (seconds).
@@ -114,22 +115,7 @@ class CallTracker:
         A failed write rolls back whole, so trying again is safe; the jobs
         after it wait, which keeps each call's writes in order.
         """
-        for delay in (*WRITE_RETRY_DELAYS, None):
-            try:
-                await job()
-                return
-            except TicketStoreError as exc:
-                if delay is None:
-                    log.tickets.error(
-                        "a ticket write failed %d times, giving up: %s",
-                        len(WRITE_RETRY_DELAYS) + 1,
-                        exc,
-                    )
-                    return
-                log.tickets.warning(
-                    "a ticket write failed (%s); trying again in %.0f s", exc, delay
-                )
-                await asyncio.sleep(delay)
+        await retry_store(job, "a ticket write", WRITE_RETRY_DELAYS)
 
     async def drain(self) -> None:
         """Wait until every queued ticket write is done."""

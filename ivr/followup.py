@@ -28,6 +28,7 @@ from panoramisk.message import Message
 
 from ivr import log
 from ivr.errors import AmiError, TicketStoreError
+from ivr.retry import STORE_RETRY_DELAYS, retry_store
 from ivr.survey import is_survey
 from ivr.tasks import TaskOwner
 from ivr.tickets import parse_iso
@@ -38,8 +39,6 @@ from routing.numbers import dialable_number
 
 # After the survey began, how long to wait for its answer or the hang-up.
 ANSWER_WAIT = 90.0
-# A failing store is tried again after these pauses (seconds, ~8 min in all).
-STORE_RETRY_DELAYS = (0.5, 1, 2, 5, 10, 30, 60, 120, 240)
 
 
 class FollowUps:
@@ -157,9 +156,10 @@ class FollowUps:
         # attempt first: if the store never comes back, the caller is not
         # rung again for an answer already given.
         step, next_at = rules.after_attempt(self.policy, attempt, result, self.clock())
-        await self._retrying(
-            number,
+        await retry_store(
             lambda: self._finish(row, attempt, result, step, next_at, score, detail),
+            f"ticket {number}: follow-up result",
+            STORE_RETRY_DELAYS,
         )
         if result == rules.RATED:
 
@@ -169,28 +169,9 @@ class FollowUps:
                 except TicketRefused as exc:
                     log.tickets.warning("follow-up of %s not recorded: %s", number, exc)
 
-            await self._retrying(number, record)
-
-    async def _retrying(self, number: str, job: Callable) -> None:
-        for delay in (*STORE_RETRY_DELAYS, None):
-            try:
-                await job()
-                return
-            except TicketStoreError as exc:
-                if delay is None:
-                    log.tickets.error(
-                        "ticket %s: follow-up result not stored, given up: %s",
-                        number,
-                        exc,
-                    )
-                    return
-                log.tickets.warning(
-                    "ticket %s: follow-up result not stored yet (%s); again in %s s",
-                    number,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+            await retry_store(
+                record, f"ticket {number}: follow-up score", STORE_RETRY_DELAYS
+            )
 
     async def _call(self, row: dict, attempt: int) -> tuple[str, int | None, str]:
         """Place one call: the result, the score, and Asterisk's reason."""

@@ -32,13 +32,14 @@ from pathlib import Path
 
 from ivr import log
 from ivr.errors import HotlineError, TicketStoreError
+from ivr.retry import STORE_RETRY_DELAYS, retry_store
 from ivr.tickets import now_iso
 from routing.transfer import Target
 
 # A signed webhook older or newer than this is refused (seconds).
 MAX_SKEW = 300
-# Pauses (seconds) while a ticket cannot be read or written: about 8 minutes.
-SEND_RETRY_DELAYS = (0.5, 1, 2, 5, 10, 30, 60, 120, 240)
+# Pauses (seconds) while a ticket cannot be read or written.
+SEND_RETRY_DELAYS = STORE_RETRY_DELAYS
 STATUSES = ("accepted", "dispatched", "arrived", "closed", "rejected", "note")
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 
@@ -152,19 +153,11 @@ class Handoff:
             "transfer": transfer_id,
             "topic": target.handoff_topic,
         }
-        for delay in (*SEND_RETRY_DELAYS, None):
-            try:
-                await self.store.record(ticket["linkedid"], "handoff_sent", sent)
-                break
-            except TicketStoreError as exc:
-                if delay is None:
-                    log.tickets.error(
-                        "ticket %s: hand-off sent, not on its timeline: %s",
-                        ticket["number"],
-                        exc,
-                    )
-                    break
-                await asyncio.sleep(delay)
+        await retry_store(
+            lambda: self.store.record(ticket["linkedid"], "handoff_sent", sent),
+            f"ticket {ticket['number']}: hand-off to {target.name} sent",
+            SEND_RETRY_DELAYS,
+        )
         return record
 
     # -- incoming ---------------------------------------------------------------

@@ -15,7 +15,6 @@ Asterisk's own log keeps the ticket, the call and the key for each answer.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -25,6 +24,7 @@ from panoramisk.message import Message
 from ivr import log
 from ivr.errors import HotlineError, TicketStoreError
 from ivr.prompts import speak_if_changed
+from ivr.retry import STORE_RETRY_DELAYS, retry_store
 from ivr.tasks import TaskOwner
 from ivr.workorders import TicketNotFound, TicketRefused, WorkOrders
 from routing import workorder as wo
@@ -32,8 +32,7 @@ from routing.survey import score_of
 
 USER_EVENT = "YhtSurvey"
 IN_CALL = wo.Actor(wo.Role.SYSTEM, "in-call")
-# Through a store outage (seconds; about 8 minutes in all).
-WRITE_RETRY_DELAYS = (0.5, 2, 5, 10, 30, 60, 120, 240)
+WRITE_RETRY_DELAYS = STORE_RETRY_DELAYS
 
 # Placeholders until someone records them (recordings/prompts/<lang>/).
 TEXTS = {
@@ -120,19 +119,13 @@ class InCallSurveys:
         self.tracker.in_order(publish)
 
     async def _retrying(self, key: str, score: int | None, linkedid: str) -> None:
-        """Record for a call the tracker does not know, trying a few times."""
-        for delay in (*WRITE_RETRY_DELAYS, None):
-            try:
-                await self._record(key, score, None, linkedid)
-                return
-            except TicketStoreError as exc:
-                if delay is None:
-                    # The NOTICE line in Asterisk's log still has the key.
-                    log.tickets.error(
-                        "in-call survey of %s lost (score %s): %s", key, score, exc
-                    )
-                    return
-                await asyncio.sleep(delay)
+        """Record for a call the tracker does not know, trying a while."""
+        # If it is given up, the NOTICE line in Asterisk's log still has the key.
+        await retry_store(
+            lambda: self._record(key, score, None, linkedid),
+            f"in-call survey of {key} (score {score})",
+            WRITE_RETRY_DELAYS,
+        )
 
     async def _record(self, key: str, score: int | None, call, linkedid: str) -> None:
         """Write the answer and publish it; a store failure is raised (retried)."""
