@@ -25,6 +25,12 @@ test: setup postgres
 faults: setup
 	$(BIN)/pytest tests/faults
 
+# The pages' screenshots in docs/ (issue 9), taken by the browser tests on
+# real calls; `make test` writes them under var/ instead.
+.PHONY: screenshots
+screenshots: setup
+	YHT_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest tests/browser
+
 # Load bench (issue 7): our server beside native Asterisk, about 15 minutes;
 # writes bench/results.json, bench/results.png and docs/performance.md.
 # BENCH_ARGS="--preset quick" for a shorter run.
