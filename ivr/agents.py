@@ -40,6 +40,7 @@ from routing.agents import (
     AgentBook,
     MemberSnapshot,
     extension_of,
+    web_interface,
 )
 
 COMMANDS = ("login", "logout", "pause", "unpause")
@@ -189,10 +190,6 @@ class AgentDesk:
                 raise AgentCommandError(str(exc)) from None
         else:
             actions = self.book.unpause(extension, now)
-        if action == "logout" and agent.phone != "sip":
-            # Back to the SIP phone for the next login (issue 9).
-            actions = self._stamped(actions)
-            agent.phone = "sip"
         log.routing.info(
             "agent %s: %s%s (from %s)",
             extension,
@@ -431,7 +428,7 @@ class AgentDesk:
                 # SIP) move to the one the router holds; the first session
                 # adopts the browser phone Asterisk has.
                 agent = self.book.agents[extension]
-                if adopt and any(i == f"PJSIP/web-{extension}" for i, _ in where):
+                if adopt and any(i == web_interface(extension) for i, _ in where):
                     agent.phone = "web"
                 stray = [(i, q) for i, q in where if i and i != agent.interface]
                 if stray:
@@ -474,6 +471,10 @@ class AgentDesk:
             self._submit(self._reconcile(adopt=False))
 
     # -- what others see -------------------------------------------------------------
+
+    def states(self) -> list[dict]:
+        """Every agent's state, as :meth:`state_of` gives it."""
+        return [self.state_of(agent) for agent in self.book.agents.values()]
 
     def state_of(self, agent: Agent) -> dict:
         now = self.clock()

@@ -27,6 +27,7 @@ from ivr.dtmf import DtmfDetector
 from ivr.errors import AgiHangup, AmiError
 from ivr.retry import retry_store
 from ivr.tickets import TicketStore, now_iso
+from routing.agents import extension_of
 
 # A busy or failing store is tried again after these pauses (seconds).
 WRITE_RETRY_DELAYS = (0.5, 1, 2, 4, 8, 15, 30)
@@ -326,7 +327,7 @@ class CallTracker:
             return
         call.phase = "answered"
         call.answered_at = time.monotonic()
-        call.agent = _extension(event.get("Interface", ""))
+        call.agent = extension_of(event.get("Interface", ""))
         at = now_iso()
         hold = _number(event.get("HoldTime"))
         if call.queued_at is not None:
@@ -363,15 +364,7 @@ class CallTracker:
         if call is None:
             # Asterisk 22 now and then sends AgentComplete without the caller's
             # channel fields: find the call by the agent who had it.
-            agent = _extension(event.get("Interface", ""))
-            call = next(
-                (
-                    c
-                    for c in self.calls.values()
-                    if agent and c.agent == agent and c.phase == "answered"
-                ),
-                None,
-            )
+            call = self.answered_by(extension_of(event.get("Interface", "")))
         if call is None:
             return
         talk = _number(event.get("TalkTime"))
@@ -482,6 +475,15 @@ class CallTracker:
 
     # -- other components' writes on a call's ticket (issue 6: surveys) --------
 
+    def answered_by(self, extension: str) -> Call | None:
+        """The call agent ``extension`` is talking on, if any."""
+        if not extension:
+            return None
+        for call in self.calls.values():
+            if call.agent == extension and call.phase == "answered":
+                return call
+        return None
+
     def journal_pending(self) -> bool:
         """Whether ticket writes wait in the journal (issue 8): a ticket not
         found may be one whose opening is not applied yet."""
@@ -552,11 +554,6 @@ def _catch_up(call: Call, event: Message) -> None:
         call.agent = call.agent or event.get("ConnectedLineNum", "")
     else:
         call.phase = "queued"
-
-
-def _extension(interface: str) -> str:
-    """PJSIP/6001, or the browser phone PJSIP/web-6001 (issue 9) -> 6001."""
-    return interface.rsplit("/", 1)[-1].removeprefix("web-")
 
 
 def _number(value: str | None) -> float | None:

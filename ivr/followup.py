@@ -35,7 +35,7 @@ from ivr.tickets import parse_iso
 from ivr.workorders import FOLLOW_UP_CALL, TicketRefused, WorkOrders, iso
 from routing import survey as rules
 from routing import workorder as wo
-from routing.numbers import dialable_number
+from routing.numbers import is_dialable
 
 # After the survey began, how long to wait for its answer or the hang-up.
 ANSWER_WAIT = 90.0
@@ -136,10 +136,8 @@ class FollowUps:
             # Followed up by hand, or reopened: nothing to ask any more.
             await self._update(row, state="cancelled", last_result=row["state"] or "")
             return
-        try:
+        if not is_dialable(row["caller_number"]):
             # It goes into a Dial() string: only a plain number (routing/numbers).
-            dialable_number(row["caller_number"])
-        except ValueError:
             await self._finish(row, 0, "no_number", rules.Next.UNREACHABLE, None)
             return
         attempt = row["attempts"] + 1

@@ -21,7 +21,6 @@ MQTT updates are not signed: the broker's ACL decides who may publish them
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -128,24 +127,18 @@ class Handoff:
             return None
         # The ticket may not be readable yet: its opening waits in the journal
         # while the store fails (issue 8). Tried again, never dropped quietly.
-        for delay in (*SEND_RETRY_DELAYS, None):
-            try:
-                ticket = await self.store.get(ticket_key, timeline=False)
-            except TicketStoreError as exc:
-                ticket, why = None, str(exc)
-            else:
-                why = "no such ticket yet"
-            if ticket is not None:
-                break
-            if delay is None:
-                log.tickets.error(
-                    "hand-off to %s of ticket %s not sent: %s",
-                    target_name,
-                    ticket_key,
-                    why,
-                )
-                return None
-            await asyncio.sleep(delay)
+        found: list[dict] = []
+
+        async def read() -> None:
+            ticket = await self.store.get(ticket_key, timeline=False)
+            if ticket is None:
+                raise TicketStoreError("no such ticket yet")
+            found.append(ticket)
+
+        what = f"hand-off to {target_name} of ticket {ticket_key}"
+        if not await retry_store(read, what, SEND_RETRY_DELAYS):
+            return None
+        ticket = found[0]
         record = handoff_record(ticket, target, transfer_id)
         self.bus.publish("handoff.record", target.handoff_topic, record, qos=1)
         sent = {

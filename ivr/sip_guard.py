@@ -136,7 +136,11 @@ class SipGuard:
         return reported is not None and now - reported < self.window
 
     def _report(self, address: str, attempts, service: str) -> None:
-        self._reported[address] = self._clock()
+        now = self._clock()
+        # Reports older than the window silence nothing (_quiet): forget them.
+        for old in [a for a, at in self._reported.items() if now - at >= self.window]:
+            del self._reported[old]
+        self._reported[address] = now
         self.alarms += 1
         # An account tried may be somebody's phone number: masked like one.
         accounts = sorted({log.mask_number(a.account) for a in attempts if a.account})

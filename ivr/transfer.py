@@ -42,6 +42,8 @@ from routing.transfer import Target, Transfer
 
 TRANSFER_CONTEXT = "yht-transfer"
 TRANSFER_EXTEN = "1"
+# The Local channels of a consultation: Local/1@yht-transfer-0000002a;1 and ;2.
+CONSULT_PREFIX = f"Local/{TRANSFER_EXTEN}@{TRANSFER_CONTEXT}-"
 # The builtin codes of features.conf, played on the agent's channel.
 THREEWAY_CODE = "*3"
 # Seconds to wait for the caller's Hangup after the consultation leg's.
@@ -297,12 +299,10 @@ class TransferDesk:
         running = self.running.get(linkedid) or self.settled.get(linkedid)
         if running is None:
             if name == "Hangup":
-                self.agent_legs.pop(event.get("Linkedid", ""), None)
+                self.agent_legs.pop(linkedid, None)
             return
         channel = event.get("Channel", "")
-        if name == "Newchannel" and channel.startswith(
-            f"Local/{TRANSFER_EXTEN}@{TRANSFER_CONTEXT}-"
-        ):
+        if name == "Newchannel" and channel.startswith(CONSULT_PREFIX):
             running.consult.append(channel)
         elif name == "DialBegin" and (
             channel in running.consult
@@ -350,7 +350,7 @@ class TransferDesk:
 
     def _desk_agent(self, running: Running, event: Message) -> None:
         """Case 16: an agent of the target desk answered the consultation."""
-        extension = event.get("Interface", "").rsplit("/", 1)[-1]
+        extension = extension_of(event.get("Interface", ""))
         running.desk_agent = (
             event.get("DestChannel", ""),
             extension,
@@ -500,7 +500,6 @@ class TransferDesk:
     def _consult_channels(self, running: Running, live: dict) -> list[str]:
         """The consultation's channels still up: the Local legs and the
         target's, all on the call's linkedid."""
-        local = f"Local/{TRANSFER_EXTEN}@{TRANSFER_CONTEXT}-"
         target = _channel_prefix(running.target.dial)
         return [
             channel
@@ -508,7 +507,7 @@ class TransferDesk:
             if channel in running.consult
             or (
                 event.get("Linkedid") == running.call.linkedid
-                and channel.startswith((local, target))
+                and channel.startswith((CONSULT_PREFIX, target))
             )
         ]
 

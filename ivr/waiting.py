@@ -35,7 +35,7 @@ from ivr.calls import Call, CallTracker
 from ivr.errors import AmiActionError, AmiError
 from ivr.queues import queue_status
 from ivr.tasks import TaskOwner
-from routing.numbers import dialable_number
+from routing.numbers import is_dialable
 from routing.overflow import Step, WaitPlan, position_by_wait, queued_priority
 
 CRISIS = "crisis"
@@ -249,12 +249,12 @@ class WaitingRoom:
                     )
 
     async def _carry_out(self, waiter: Waiter, step: Step) -> None:
-        plan = self._plan()
         call = waiter.call
-        if step.kind == "offer_callback" and not _dialable(call.caller_number):
+        if step.kind == "offer_callback" and not is_dialable(call.caller_number):
             # No number we could call back (withheld, or not a plain number):
             # no offer the caller could take; they keep their place.
             return
+        plan = self._plan()
         waited = round(self.clock() - waiter.first_queued, 1)
         queue = plan.queue_name(step.desk) if step.desk in plan.desks else step.desk
         position = await self._position(waiter, queue, waited)
@@ -361,11 +361,3 @@ def _int(value) -> int:
         return int(value or 0)
     except (TypeError, ValueError):
         return 0
-
-
-def _dialable(number: str) -> bool:
-    try:
-        dialable_number(number)
-    except ValueError:
-        return False
-    return True

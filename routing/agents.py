@@ -55,6 +55,11 @@ PHONES = ("sip", "web")
 WEB_PREFIX = "web-"
 
 
+def web_interface(extension: str) -> str:
+    """The browser phone's endpoint of agent ``extension``: PJSIP/web-6001."""
+    return f"PJSIP/{WEB_PREFIX}{extension}"
+
+
 def extension_of(interface: str) -> str:
     """PJSIP/6001, PJSIP/web-6001 or a channel PJSIP/web-6001-0000002a -> 6001."""
     name = interface.rsplit("/", 1)[-1]
@@ -127,7 +132,7 @@ class Agent:
     @property
     def interface(self) -> str:
         if self.phone == "web":
-            return f"PJSIP/{WEB_PREFIX}{self.extension}"
+            return web_interface(self.extension)
         return f"PJSIP/{self.extension}"
 
     def in_wrapup(self, now: float) -> bool:
@@ -257,18 +262,22 @@ class AgentBook:
 
     def logout(self, extension: str) -> list[Action]:
         """Leave every queue; a phone ringing for a caller stops ringing,
-        so app_queue offers the caller to someone else."""
+        so app_queue offers the caller to someone else. The next login is
+        on the SIP phone again (issue 9)."""
         agent = self.get(extension)
+        via = "" if agent.phone == "sip" else agent.interface
+        agent.phone = "sip"
         if not agent.logged_in:
             return []
         agent.logged_in = False
         agent.wrapup_until = None
         agent.pause_reason = None
         actions = [
-            Action("remove", extension, queue) for queue in self.membership(agent)
+            Action("remove", extension, queue, via=via)
+            for queue in self.membership(agent)
         ]
         actions += [
-            Action("hangup", extension, channel=channel)
+            Action("hangup", extension, channel=channel, via=via)
             for channel in agent.ringing.values()
         ]
         return actions

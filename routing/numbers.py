@@ -29,3 +29,8 @@ def dialable_number(value: object) -> str:
             "only an optional + and 1 to 20 digits 0-9 go into a Dial() string"
         )
     return value
+
+
+def is_dialable(value: object) -> bool:
+    """Whether :func:`dialable_number` takes ``value``."""
+    return isinstance(value, str) and bool(_DIALABLE.fullmatch(value))

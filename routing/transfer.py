@@ -373,9 +373,7 @@ def after_reconnect(state: str, seen: Seen) -> tuple[list[tuple[str, str]], list
 
 def event_type(outcome: str) -> str:
     """The MQTT event type of a transfer's outcome."""
-    return {"abandoned": "transfer.abandoned", "cancelled": "transfer.cancelled"}.get(
-        outcome, f"transfer.{outcome}"
-    )
+    return f"transfer.{outcome}"
 
 
 _TARGET_KEYS = {f for f in Target.__dataclass_fields__}

@@ -16,17 +16,18 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from ivr import log
+from ivr.agents import COMMANDS
 from ivr.errors import AgentCommandError
 from ivr.log import mask_number
 from ivr.web.errors import ApiError, json_body, serving
 from ivr.web.sessions import SESSION
 from ivr.web.status_routes import AGENT_DESK
+from routing.agents import PHONES
 
 TRACKER = web.AppKey("desk_call_tracker", object)
 SOFTPHONE = web.AppKey("desk_softphone", object)
 TRANSFER_TARGETS = web.AppKey("desk_transfer_targets", tuple)
-MOVES = ("login", "logout", "pause", "unpause")
-PHONES = ("sip", "web")
+MOVES = COMMANDS  # what the desktop may do: what `hotline agent` does
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,8 @@ def current_call(tracker, extension: str) -> dict | None:
     """The call ``extension`` is talking on, as the desktop shows it."""
     if tracker is None:
         return None
-    for call in list(tracker.calls.values()):
-        if call.agent != extension or call.phase != "answered":
-            continue
+    call = tracker.answered_by(extension)
+    if call is not None:
         return {
             "id": call.linkedid,
             "ticket": call.ticket_number,

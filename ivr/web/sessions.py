@@ -74,7 +74,7 @@ class SessionStore:
         if session is None:
             return None
         now = self.clock()
-        if now - session.seen > IDLE_SECONDS or now - session.started > MAX_SECONDS:
+        if _expired(session, now):
             del self._sessions[session.id]
             return None
         session.seen = now
@@ -91,8 +91,12 @@ class SessionStore:
     def sweep(self) -> None:
         now = self.clock()
         for session in list(self._sessions.values()):
-            if now - session.seen > IDLE_SECONDS or now - session.started > MAX_SECONDS:
+            if _expired(session, now):
                 del self._sessions[session.id]
+
+
+def _expired(session: Session, now: float) -> bool:
+    return now - session.seen > IDLE_SECONDS or now - session.started > MAX_SECONDS
 
 
 # Addresses and names whose failures are kept at most (memory stays bounded

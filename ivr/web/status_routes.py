@@ -40,9 +40,7 @@ async def desks(request: web.Request) -> web.Response:
 @requires(Role.SUPERVISOR)
 async def agents(request: web.Request) -> web.Response:
     desk = serving(request, AGENT_DESK)
-    return web.json_response(
-        {"agents": [desk.state_of(a) for a in desk.book.agents.values()]}
-    )
+    return web.json_response({"agents": desk.states()})
 
 
 @requires(Role.SUPERVISOR)

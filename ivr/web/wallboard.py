@@ -59,9 +59,7 @@ async def state(app: web.Application) -> dict:
     agents = app.get(AGENT_DESK)
     return {
         "desks": desks,
-        "agents": (
-            [agents.state_of(a) for a in agents.book.agents.values()] if agents else []
-        ),
+        "agents": (agents.states() if agents else []),
         "hours": history["hours"],
         "recent": history["recent"],
         "serving": board is not None,

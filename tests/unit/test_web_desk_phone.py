@@ -15,13 +15,13 @@ import logging
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from ivr.calls import _extension
 from ivr.web.accounts import UserBook
 from ivr.web.auth import Role
 from ivr.web.pages import attach
 from ivr.web.pages_desk import Softphone
 from ivr.web.status_routes import AGENT_DESK
 from routing.agents import AgentBook, extension_of
+from routing.agents import extension_of as _extension  # what the tracker uses
 from tests.support.admin import pages_app
 from tests.unit.test_agent_desk import Cfg, desk, event, settle  # noqa: F401
 from tests.unit.test_web_pages import PASSWORD, login, page_csrf
